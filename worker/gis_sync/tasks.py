@@ -1,0 +1,1 @@
+"""GIS -> customer.io tasks (gis.*)."""

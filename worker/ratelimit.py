@@ -1,0 +1,96 @@
+"""Fleet-wide request budgets per external API, kept in Redis.
+
+A Celery `rate_limit` is per worker process; these budgets hold across every worker.
+`limits` keeps a moving window in Redis. A short wait for the next free slot is spent
+in place (that is what keeps the budget fully used); a longer one raises `NoBudget`,
+and the task reschedules itself instead of sleeping in its slot. After a 429 anywhere,
+`cool_down` stops every worker's calls to that API until the service's Retry-After.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import redis
+from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute, parse
+from limits.storage import RedisStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from worker import store
+
+INLINE_WAIT_MAX = 2.0  # seconds a task may wait in place for budget
+
+
+class NoBudget(Exception):
+    """No budget now: retry after `retry_after` seconds."""
+
+    def __init__(self, service: str, retry_after: float) -> None:
+        super().__init__(f"{service}: no budget for {retry_after:.1f}s")
+        self.service = service
+        self.retry_after = retry_after
+
+
+@lru_cache(maxsize=4)
+def _limiter(redis_url: str) -> MovingWindowRateLimiter:
+    return MovingWindowRateLimiter(RedisStorage(redis_url))
+
+
+def per_second(rate: float) -> RateLimitItem:
+    """A budget of `rate` requests per second; fractions become a per-minute budget."""
+    if rate >= 1 and float(rate).is_integer():
+        return parse(f"{int(rate)}/second")
+    return RateLimitItemPerMinute(max(1, int(rate * 60)))
+
+
+def per_minute(rate: float) -> RateLimitItem:
+    return RateLimitItemPerMinute(max(1, int(rate)))
+
+
+def per_hour(count: int) -> RateLimitItem:
+    return RateLimitItemPerHour(count)
+
+
+@dataclass
+class Budget:
+    service: str
+    item: RateLimitItem
+    redis_url: str
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.service
+
+    @property
+    def _cooldown_key(self) -> str:
+        return store.key("cooldown", self.key)
+
+    def acquire(self) -> None:
+        """Take one request's budget, waiting in place at most INLINE_WAIT_MAX seconds."""
+        limiter = _limiter(self.redis_url)
+        deadline = time.monotonic() + INLINE_WAIT_MAX
+        while True:
+            wait = self.cooling_for()
+            if wait <= 0:
+                if limiter.hit(self.item, "syncfleet", self.key):
+                    return
+                reset_at = limiter.get_window_stats(self.item, "syncfleet", self.key).reset_time
+                wait = max(0.005, reset_at - time.time())
+            if time.monotonic() + wait > deadline:
+                raise NoBudget(self.service, wait)
+            time.sleep(wait)
+
+    def cooling_for(self) -> float:
+        """Seconds left of a cool-down that a 429 started, 0 when none."""
+        ms = _redis(self.redis_url).pttl(self._cooldown_key)
+        return ms / 1000 if ms and ms > 0 else 0.0
+
+    def cool_down(self, seconds: float) -> None:
+        """Stop the whole fleet's calls to this API for `seconds` (never shortens one)."""
+        if seconds > 0 and seconds > self.cooling_for():
+            _redis(self.redis_url).set(self._cooldown_key, "1", px=int(seconds * 1000) + 1)
+
+
+def _redis(url: str) -> redis.Redis:
+    return store.connect(url)

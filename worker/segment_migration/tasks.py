@@ -1,0 +1,1 @@
+"""Segment -> Voucherify tasks (segment.*)."""

@@ -1,0 +1,162 @@
+"""Every setting of the fleet, read once from the environment and an optional `.env`.
+
+Credentials are optional at start-up so that one job's missing keys never stop the
+other job: a task asks for what it needs with `require(...)`, which fails at once
+with a message naming the variable and where to get it.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Where a user finds each credential; shown when one is missing.
+WHERE_TO_GET: dict[str, str] = {
+    "CUSTOMERIO_SITE_ID": "customer.io > Settings > Workspace Settings > API and webhook "
+    "credentials > Tracking API keys (the Site ID column)",
+    "CUSTOMERIO_API_KEY": "customer.io > Settings > Workspace Settings > API and webhook "
+    "credentials > Tracking API keys (the API Key column)",
+    "SEGMENT_ACCESS_TOKEN": "Segment > Unify > Unify settings > API access > Generate token "
+    "(a Profile API access token)",
+    "SEGMENT_SPACE_ID": "Segment > Unify > Unify settings > API access (the Space ID, "
+    "also in the space's URL, e.g. spa_...)",
+    "VOUCHERIFY_APPLICATION_ID": "Voucherify > Project settings > Application Keys "
+    "(Application ID)",
+    "VOUCHERIFY_SECRET_KEY": "Voucherify > Project settings > Application Keys (Secret Key)",
+    "GIS_ACCESS_TOKEN": "log in to https://expa.aiesec.org and copy the access_token "
+    "(or use an API token from your MC's IM team)",
+    "GIS_HOME_LC_ID": "the id of your local committee in EXPA (the number in the "
+    "committee's URL, e.g. expa.aiesec.org/committees/1340)",
+}
+
+SECRET_FIELDS = (
+    "customerio_api_key",
+    "segment_access_token",
+    "voucherify_secret_key",
+    "gis_access_token",
+    "gis_refresh_token",
+    "gis_client_secret",
+)
+
+
+class MissingSetting(RuntimeError):
+    """A task needs a setting that is not configured."""
+
+    def __init__(self, variable: str) -> None:
+        where = WHERE_TO_GET.get(variable, "see .env.example")
+        super().__init__(f"{variable} is not set. Set it in the environment or in .env. "
+                         f"Where to get it: {where}.")
+        self.variable = variable
+
+
+class Settings(BaseSettings):
+    # SYNCFLEET_ENV_FILE lets tests ignore a developer's own .env.
+    model_config = SettingsConfigDict(
+        env_file=os.environ.get("SYNCFLEET_ENV_FILE", ".env"), env_file_encoding="utf-8",
+        extra="ignore", case_sensitive=False)
+
+    # The fleet
+    redis_url: str = "redis://localhost:6379/0"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    dry_run: bool = False
+    task_soft_time_limit: int = Field(600, gt=0, description="seconds")
+    task_time_limit: int = Field(660, gt=0, description="seconds")
+    visibility_timeout: int = Field(900, gt=0, description="seconds before an unacked "
+                                    "message is redelivered")
+    max_retry_countdown: int = Field(300, gt=0, description="longest wait a retry schedules")
+    result_expires: int = Field(86400, gt=0)
+
+    # customer.io Track API
+    customerio_track_url: str = "https://track.customer.io"
+    customerio_site_id: str | None = None
+    customerio_api_key: SecretStr | None = None
+    customerio_max_rps: float = Field(100, gt=0)
+    customerio_use_batch: bool = True
+
+    # Segment Profile API
+    segment_profiles_url: str = "https://profiles.segment.com"
+    segment_access_token: SecretStr | None = None
+    segment_space_id: str | None = None
+    segment_max_rps: float = Field(100, gt=0)
+    segment_source_id_type: str = "user_id"
+    segment_slice_size: int = Field(500, gt=0)
+
+    # Voucherify
+    voucherify_api_url: str = "https://api.voucherify.io"
+    voucherify_application_id: str | None = None
+    voucherify_secret_key: SecretStr | None = None
+    voucherify_max_rpm: float = Field(100, gt=0)
+    voucherify_bulk_size: int = Field(100, gt=0)
+    voucherify_max_bulk_per_hour: int = Field(0, ge=0, description="0 = no hourly cap")
+
+    # AIESEC GIS
+    gis_api_url: str = "https://gis-api.aiesec.org"
+    gis_auth_url: str = "https://auth.aiesec.org/oauth/token"
+    gis_access_token: SecretStr | None = None
+    gis_refresh_token: SecretStr | None = None
+    gis_client_id: str | None = None
+    gis_client_secret: SecretStr | None = None
+    gis_home_lc_id: int | None = None
+    gis_scan_interval: int = Field(300, gt=0)
+    gis_scan_overlap: int = Field(600, ge=0, description="seconds re-read before the mark")
+    gis_max_rps: float = Field(10, gt=0)
+    gis_page_size: int = Field(500, gt=0, le=500)
+    gis_sync_incoming: bool = True
+    gis_event_name_field: Literal["short_name", "short_name_display"] = "short_name"
+    gis_status_events: str | None = Field(None, description="JSON object overriding the "
+                                          "status -> [step, event type, timestamp field] table")
+    cold_start_event_window: int = Field(72 * 3600, ge=0)
+    gis_runs_kept: int = Field(50, gt=0)
+
+    @model_validator(mode="after")
+    def _timeouts_fit(self) -> Settings:
+        if self.task_time_limit <= self.task_soft_time_limit:
+            raise ValueError("TASK_TIME_LIMIT must be greater than TASK_SOFT_TIME_LIMIT")
+        longest = max(self.task_time_limit, self.max_retry_countdown)
+        if self.visibility_timeout <= longest:
+            raise ValueError(f"VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed "
+                             f"TASK_TIME_LIMIT and MAX_RETRY_COUNTDOWN ({longest}s), "
+                             "or tasks run twice")
+        return self
+
+    def require(self, *names: str) -> None:
+        """Fail with a helpful message unless every named variable is set."""
+        for name in names:
+            if getattr(self, name.lower()) in (None, ""):
+                raise MissingSetting(name.upper())
+
+    def secret(self, name: str) -> str:
+        """The plain value of a credential, after `require`."""
+        self.require(name)
+        value = getattr(self, name.lower())
+        return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+
+    def secret_values(self) -> list[str]:
+        """Every configured credential, for the log redaction filter."""
+        values = (getattr(self, f) for f in SECRET_FIELDS)
+        return [v.get_secret_value() for v in values if v and v.get_secret_value()]
+
+
+class SettingsError(RuntimeError):
+    """The configuration is malformed; the message names each bad variable."""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """Name the variables, never echo their values (they may be secrets)."""
+    lines = []
+    for error in exc.errors():
+        variable = "_".join(str(p) for p in error["loc"]).upper() or "settings"
+        lines.append(f"{variable}: {error['msg']}")
+    return "Invalid configuration: " + "; ".join(lines) + " (see .env.example)"
