@@ -1,0 +1,1 @@
+"""Local simulators of the four external APIs (see docs/sandbox.md)."""

@@ -152,3 +152,25 @@ def worker_process(redis_url: str) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for proc in started:
         proc.stop()
+
+
+# --- the sandbox (sandbox/testing.py): local simulators of the four APIs ----------------
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """One sandbox server for the whole run, with the small default world."""
+    from sandbox.testing import SandboxServer
+
+    with SandboxServer() as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox_env(sandbox, monkeypatch):
+    """The sandbox reset to its default world, with the fleet's env pointing at it."""
+    sandbox.admin.reset()
+    for name, value in sandbox.env().items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield sandbox
+    get_settings.cache_clear()
