@@ -7,12 +7,13 @@ GET  /v1/async-actions/{id}         ENQUEUED -> IN_PROGRESS -> DONE | FAILED, wi
 
 Behaviour kept from the real service (api-contracts.md section 3):
 - `X-App-Id` / `X-App-Token` auth; wrong -> 401 with the vendor's error body.
-- Every request body is checked against the vendor's OpenAPI files (copies shipped in
-  sandbox/specs/, loaded as the contracts' "known quirks" say: servers dropped, spec
-  validation off). Single upserts and the async-action GET go through openapi-core; the
-  bulk body (up to thousands of customers) through a jsonschema validator derived once
-  from the same spec file, because openapi-core takes ~17 ms per 100 customers and the
-  derived one ~7 ms. A body breaking the schema -> 400 {"code","key","message","details"}.
+- Every request body is checked against the vendor's OpenAPI files (identical copies
+  shipped next to this module, loaded as the contracts' "known quirks" say: servers
+  dropped, spec validation off). Single upserts and the async-action GET go through
+  openapi-core; the bulk body (up to thousands of customers) through a jsonschema
+  validator derived once from the same spec file, because openapi-core takes ~17 ms per
+  100 customers and the derived one ~7 ms. A body breaking the schema -> 400
+  {"code","key","message","details"}.
 - Size limits: body > 10 MB -> 413; more customers than the bulk cap (default 100,
   POST /admin/voucherify/settings {"bulk_cap": n}) -> 413.
 - The async action is processed in the background: ENQUEUED for `enqueued_ms`, then
@@ -54,7 +55,7 @@ from sandbox import credentials
 from sandbox.core import ApiState, Call, Rejected, Sandbox
 
 API = "voucherify"
-SPEC_DIR = Path(__file__).resolve().parent / "specs"
+SPEC_DIR = Path(__file__).resolve().parent  # package data, next to the code
 CUSTOMERS_SPEC = "voucherify-customers.openapi.json"
 ASYNC_SPEC = "voucherify-async-actions.openapi.json"
 BULK_PATH = "/v1/customers/bulk/async"
