@@ -111,6 +111,11 @@ class Settings(BaseSettings):
                                           "status -> [step, event type, timestamp field] table")
     cold_start_event_window: int = Field(72 * 3600, ge=0)
     gis_runs_kept: int = Field(50, gt=0)
+    gis_scan_lock_timeout: int = Field(60, gt=0, description="seconds; renewed while a "
+                                       "scan runs, so a dead scan frees it this fast")
+    gis_batch_threshold: int = Field(200, ge=0, description="changed records from which a "
+                                     "scan sends through customer.io's batch API")
+    gis_batch_size: int = Field(200, gt=0, description="records per gis.sync_batch task")
 
     @model_validator(mode="after")
     def _timeouts_fit(self) -> Settings:

@@ -1,0 +1,202 @@
+"""AIESEC GIS (EXPA) GraphQL: the query texts, page walks and token refresh (s.4).
+
+All query texts live here. Lists are walked oldest change first (`updated_at`
+ascending) with a moving lower bound: each next request asks for records changed at or
+after the last one seen, so records that change during the walk (and move to the end)
+never shift an unread record onto a page already read. Ids are de-duplicated.
+
+A 401 refreshes the token once when GIS_REFRESH_TOKEN (+ client id/secret) is
+configured; the new token is kept in Redis for the whole fleet and never logged.
+Otherwise a 401 raises AuthError naming GIS_ACCESS_TOKEN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+
+from worker import store
+from worker.http import Api, AuthError, ClientError, TransientError
+from worker.ratelimit import Budget, per_second
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+OFFICE = "id name parent { id name }"
+PERSON_FIELDS = f"""
+  id email first_name last_name full_name dob interviewed profile_photo status cv_url
+  nps_score permissions {{ can_apply }} home_lc {{ {OFFICE} }} created_at updated_at
+"""
+APPLICATION_FIELDS = f"""
+  id status current_status created_at updated_at date_matched date_approved
+  date_realized experience_start_date experience_end_date
+  person {{ {PERSON_FIELDS} }}
+  opportunity {{ id programme {{ id short_name short_name_display }} home_lc {{ id }} }}
+"""
+
+PEOPLE_QUERY = f"""
+query People($page: Int, $per_page: Int, $sort: String, $filters: PeopleFilter) {{
+  allPeople(page: $page, per_page: $per_page, sort: $sort, filters: $filters) {{
+    data {{ {PERSON_FIELDS} }}
+    paging {{ total_items total_pages current_page }}
+  }}
+}}"""
+
+APPLICATIONS_QUERY = f"""
+query Applications($page: Int, $per_page: Int, $sort: String,
+                   $filters: ApplicationFilter) {{
+  allOpportunityApplication(page: $page, per_page: $per_page, sort: $sort,
+                            filters: $filters) {{
+    data {{ {APPLICATION_FIELDS} }}
+    paging {{ total_items total_pages current_page }}
+  }}
+}}"""
+
+PERSON_QUERY = f"query Person($id: ID!) {{ person(id: $id) {{ {PERSON_FIELDS} }} }}"
+APPLICATION_QUERY = (f"query Application($id: ID!) {{ getApplication(id: $id) "
+                     f"{{ {APPLICATION_FIELDS} }} }}")
+
+PEOPLE_SORT = "+updated_at"
+APPLICATIONS_SORT = "ASC_updated_at"
+CREDENTIALS = ("GIS_ACCESS_TOKEN",)
+REFRESH_CREDENTIALS = ("GIS_REFRESH_TOKEN", "GIS_CLIENT_ID", "GIS_CLIENT_SECRET")
+
+
+class GisQueryError(ClientError):
+    """GraphQL answered with `errors`: the query or its variables are wrong."""
+
+
+class GisClient:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._configured = settings.secret("GIS_ACCESS_TOKEN")
+        budget = Budget("gis", per_second(settings.gis_max_rps), settings.redis_url)
+        self.api = Api("gis", settings.gis_api_url, CREDENTIALS, budget)
+        self.page_size = settings.gis_page_size
+        # The fleet's refreshed token belongs to the configured one: a new
+        # GIS_ACCESS_TOKEN starts afresh instead of using a stale refresh.
+        fingerprint = hashlib.sha256(self._configured.encode()).hexdigest()[:12]
+        self._token_key = store.key("gis", "token", fingerprint)
+
+    @property
+    def calls(self) -> int:
+        return self.api.calls
+
+    # -- transport -------------------------------------------------------------------
+    def _token(self) -> str:
+        return store.client().get(self._token_key) or self._configured
+
+    def query(self, text: str, variables: dict[str, Any]) -> dict[str, Any]:
+        token = self._token()
+        try:
+            answer = self._post(text, variables, token)
+        except AuthError:
+            if not self._can_refresh():
+                raise
+            answer = self._post(text, variables, self._refresh(token))
+        if answer.get("errors"):
+            messages = "; ".join(str(e.get("message", e)) for e in answer["errors"][:3])
+            raise GisQueryError("gis", f"GraphQL errors: {messages}", 200, answer["errors"])
+        data = answer.get("data")
+        if not isinstance(data, dict):
+            raise TransientError("gis", "GraphQL answer without data", 200)
+        return data
+
+    def _post(self, text: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
+        answer = self.api.json("POST", "/graphql", json={"query": text, "variables": variables},
+                               headers={"Authorization": token})
+        if not isinstance(answer, dict):
+            raise TransientError("gis", "GraphQL answer is not an object", 200)
+        return answer
+
+    def _can_refresh(self) -> bool:
+        s = self.settings
+        return bool(s.gis_refresh_token and s.gis_client_id and s.gis_client_secret)
+
+    def _refresh(self, failed_token: str) -> str:
+        """Trade the refresh token for a new access token, once for the whole fleet."""
+        r = store.client()
+        with r.lock(store.key("lock", "gis-token-refresh"), timeout=30, blocking_timeout=30):
+            current = self._token()
+            if current != failed_token:  # another worker refreshed meanwhile
+                return current
+            refresh = r.get(self._token_key + ":refresh") or self.settings.secret(
+                "GIS_REFRESH_TOKEN")
+            form = {"grant_type": "refresh_token", "refresh_token": refresh,
+                    "client_id": self.settings.secret("GIS_CLIENT_ID"),
+                    "client_secret": self.settings.secret("GIS_CLIENT_SECRET")}
+            try:
+                self.api.calls += 1
+                response = requests.post(self.settings.gis_auth_url, data=form, timeout=(5, 30))
+            except requests.RequestException as exc:
+                raise TransientError("gis", "token refresh failed to connect") from exc
+            if response.status_code >= 500:
+                raise TransientError("gis", f"token refresh: {response.status_code}")
+            body = _json(response)
+            token = body.get("access_token") if response.ok else None
+            if not token:
+                raise AuthError("gis", f"token refresh refused ({response.status_code}): "
+                                "check " + " and ".join(CREDENTIALS + REFRESH_CREDENTIALS),
+                                response.status_code)
+            ttl = int(body.get("expires_in") or 7200)
+            r.set(self._token_key, token, ex=max(60, ttl - 60))
+            if body.get("refresh_token"):
+                r.set(self._token_key + ":refresh", body["refresh_token"])
+            log.info("gis token refreshed (expires_in=%ss)", ttl)
+            return token
+
+    # -- lists -----------------------------------------------------------------------
+    def people(self, home_committee: int, since: str | None = None
+               ) -> Iterator[dict[str, Any]]:
+        """People of an LC changed at or after `since` (all when None), oldest first."""
+        return self._walk(PEOPLE_QUERY, "allPeople", PEOPLE_SORT,
+                          {"home_committee": home_committee}, since)
+
+    def applications(self, since: str | None = None, **filters: Any
+                     ) -> Iterator[dict[str, Any]]:
+        """Applications matching `filters` (person_home_lc=..., opportunity_home_lc=...,
+        person_id=...) changed at or after `since`, oldest first."""
+        return self._walk(APPLICATIONS_QUERY, "allOpportunityApplication",
+                          APPLICATIONS_SORT, filters, since)
+
+    def person(self, person_id: str) -> dict[str, Any] | None:
+        return self.query(PERSON_QUERY, {"id": str(person_id)}).get("person")
+
+    def application(self, application_id: str) -> dict[str, Any] | None:
+        return self.query(APPLICATION_QUERY, {"id": str(application_id)}).get("getApplication")
+
+    def _walk(self, text: str, root: str, sort: str, filters: dict[str, Any],
+              since: str | None) -> Iterator[dict[str, Any]]:
+        seen: set[str] = set()
+        lower, page = since, 1
+        while True:
+            window = dict(filters)
+            if lower:
+                window["last_interaction"] = {"from": lower}
+            variables = {"page": page, "per_page": self.page_size, "sort": sort,
+                         "filters": window}
+            listing = self.query(text, variables).get(root) or {}
+            rows = [row for row in listing.get("data") or [] if row]
+            for row in rows:
+                if str(row.get("id")) not in seen:
+                    seen.add(str(row.get("id")))
+                    yield row
+            if len(rows) < self.page_size:
+                return
+            last = rows[-1].get("updated_at")
+            if last and last != lower:
+                lower, page = last, 1  # move the lower bound; re-reads only the boundary
+            else:
+                page += 1  # a full page of one timestamp: step through it by page
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

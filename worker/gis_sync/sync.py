@@ -1,0 +1,349 @@
+"""The GIS -> customer.io job as plain functions; `tasks.py` only wraps them in Celery.
+
+`read_changes` plans a scan: what changed in GIS since the high-water mark.
+`sync_records` syncs a handful of people and applications: it diffs each person with
+what customer.io last accepted, identifies (first) the people that need it, then sends
+the ladder's events, and only then remembers attributes and steps. Expected failures
+(a malformed record, a 400) become failure records; 429/5xx/no budget propagate so the
+task retries; a 401 halts the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from worker.clients.customerio import CustomerIo, event_item, identify_item
+from worker.clients.gis import GisClient
+from worker.gis_sync import ladder as ladder_mod
+from worker.gis_sync import mapping, state
+from worker.gis_sync.ladder import Ladder, Malformed
+from worker.http import AuthError, ClientError
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SCAN = "scan"
+BACKFILL = "backfill"
+
+
+def ladder_from(settings: Settings) -> Ladder:
+    return ladder_mod.load_ladder(settings.gis_status_events, settings.gis_event_name_field)
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- planning a scan ------------------------------------------------------------------
+@dataclass
+class Changes:
+    people: list[dict[str, Any]] = field(default_factory=list)
+    applications: list[dict[str, Any]] = field(default_factory=list)
+    marks: dict[str, str] = field(default_factory=dict)
+    gis_calls: int = 0
+
+
+def lower_bound(mark: str | None, overlap: int) -> str | None:
+    """The mark minus the overlap window (clock skew, late commits in GIS)."""
+    ts = ladder_mod.to_unix(mark) if mark else None
+    return None if ts is None else iso(ts - overlap)
+
+
+def read_changes(gis: GisClient, settings: Settings, marks: dict[str, str] | None
+                 ) -> Changes:
+    """People and applications changed since `marks` (everything when None)."""
+    lc = int(settings.gis_home_lc_id or 0)
+    overlap = settings.gis_scan_overlap
+    since = {name: lower_bound((marks or {}).get(name), overlap)
+             for name in ("people", "applications", "incoming")}
+    changes = Changes()
+    changes.people = list(gis.people(lc, since["people"]))
+    changes.applications = list(gis.applications(since["applications"], person_home_lc=lc))
+    if settings.gis_sync_incoming:
+        known = {str(a["id"]) for a in changes.applications}
+        incoming = list(gis.applications(since["incoming"], opportunity_home_lc=lc))
+        changes.applications += [a for a in incoming if str(a["id"]) not in known]
+        changes.marks["incoming"] = newest(incoming, (marks or {}).get("incoming"))
+    changes.marks["people"] = newest(changes.people, (marks or {}).get("people"))
+    changes.marks["applications"] = newest(
+        [a for a in changes.applications], (marks or {}).get("applications"))
+    changes.marks = {k: v for k, v in changes.marks.items() if v}
+    changes.gis_calls = gis.calls
+    return changes
+
+
+def newest(records: Iterable[dict[str, Any]], current: str | None) -> str | None:
+    """The newest `updated_at` among records and the current mark."""
+    best, best_ts = current, ladder_mod.to_unix(current) if current else None
+    for record in records:
+        ts = ladder_mod.to_unix(record.get("updated_at"))
+        if ts is not None and (best_ts is None or ts > best_ts):
+            best, best_ts = record["updated_at"], ts
+    return best
+
+
+def with_retries(people: list[dict[str, Any]], applications: list[dict[str, Any]]
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Add the failed records of earlier runs that this read did not bring again."""
+    have = {("person", str(p.get("id"))) for p in people}
+    have |= {("application", str(a.get("id"))) for a in applications}
+    people, applications = list(people), list(applications)
+    for name, failure in state.failures().items():
+        kind, _, rid = name.partition(":")
+        record = failure.get("record")
+        if record and (kind, rid) not in have:
+            (people if kind == "person" else applications).append(record)
+    return people, applications
+
+
+def person_of(application: dict[str, Any]) -> str | None:
+    person = application.get("person") or {}
+    pid = person.get("id") or application.get("person_id")
+    return str(pid) if pid else None
+
+
+def bundles(people: list[dict[str, Any]], applications: list[dict[str, Any]], size: int
+            ) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """Chunks of about `size` records, a person's applications beside the person."""
+    by_person: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    for p in people:
+        by_person.setdefault(str(p.get("id")), ([], []))[0].append(p)
+    for a in applications:
+        by_person.setdefault(person_of(a) or f"?{a.get('id')}", ([], []))[1].append(a)
+    chunks: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
+    current: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+    for ps, apps in by_person.values():
+        filled = len(current[0]) + len(current[1])
+        if filled and filled + len(ps) + len(apps) > size:
+            chunks.append(current)
+            current = ([], [])
+        current[0].extend(ps)
+        current[1].extend(apps)
+    if current[0] or current[1]:
+        chunks.append(current)
+    return chunks
+
+
+# -- syncing records ------------------------------------------------------------------
+@dataclass
+class Job:
+    """How to sync: the run it counts into, and the scan / backfill semantics."""
+
+    settings: Settings
+    run_id: str | None = None
+    mode: str = SCAN
+    since: int | None = None  # backfill: history from this Unix time
+    use_batch: bool = False
+    now: float = field(default_factory=time.time)
+
+    @property
+    def dry_run(self) -> bool:
+        return self.settings.dry_run
+
+
+@dataclass
+class Plan:
+    identifies: dict[str, dict[str, Any]] = field(default_factory=dict)  # pid -> payload
+    digests: dict[str, dict[str, str]] = field(default_factory=dict)  # pid -> to remember
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # aid -> events
+    owner: dict[str, str] = field(default_factory=dict)  # aid -> pid
+    steps: dict[str, int] = field(default_factory=dict)  # aid -> step to remember
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def fail(self, kind: str, record: dict[str, Any], reason: str) -> None:
+        self.failures.append({"kind": kind, "id": str(record.get("id")), "reason": reason,
+                              "record": record})
+        self.add(f"{'people' if kind == 'person' else 'applications'}_failed")
+
+
+def plan(people: list[dict[str, Any]], applications: list[dict[str, Any]], job: Job
+         ) -> Plan:
+    """Everything to send and to remember, from the records and the state (pure reads)."""
+    out = Plan()
+    embedded = {person_of(a): a.get("person") for a in applications if a.get("person")}
+    known = state.sent([str(p.get("id")) for p in people] + [k for k in embedded if k])
+    for person in people:
+        out.add("people_seen")
+        _plan_person(person, known.get(str(person.get("id"))), job, out)
+    ladder = ladder_from(job.settings)
+    previous = state.steps([str(a.get("id")) for a in applications])
+    for application in applications:
+        out.add("applications_seen")
+        _plan_application(application, previous.get(str(application.get("id"))),
+                          known, ladder, job, out)
+    return out
+
+
+def _plan_person(person: dict[str, Any], known: dict[str, str] | None, job: Job,
+                 out: Plan) -> None:
+    try:
+        attributes = mapping.attributes(person)
+    except Malformed as exc:
+        out.fail("person", person, str(exc))
+        return
+    pid = str(person["id"])
+    if known is None:
+        payload = {**attributes, **mapping.first_identify(person)}
+    elif job.mode == BACKFILL:  # a manual re-sync re-sends what we think is current
+        payload = attributes
+    else:
+        payload = {k: v for k, v in attributes.items() if known.get(k) != state.digest(v)}
+    if not payload:
+        out.add("people_unchanged")
+        return
+    out.identifies[pid] = payload
+    out.digests[pid] = state.digests(attributes)
+
+
+def _plan_application(application: dict[str, Any], previous: int | None,
+                      known: dict[str, dict[str, str] | None], ladder: Ladder, job: Job,
+                      out: Plan) -> None:
+    aid, pid = str(application.get("id")), person_of(application)
+    if not pid:
+        out.fail("application", application, "no person")
+        return
+    if job.mode == BACKFILL:
+        previous, since = None, job.since
+    else:  # nothing known about it (first run, Redis lost): only recent transitions
+        since = None if previous is not None else int(
+            job.now - job.settings.cold_start_event_window)
+    try:
+        outcome = ladder_mod.events(previous, application, ladder, since)
+    except Malformed as exc:
+        out.fail("application", application, str(exc))
+        return
+    if known.get(pid) is None and pid not in out.identifies:
+        # Never an event before its person exists in customer.io: identify from the
+        # person GIS embeds in the application (people of other LCs arrive this way).
+        person = application.get("person") or {"id": pid}
+        reason = mapping.validate(person)
+        if reason:
+            out.fail("application", application, f"person {pid}: {reason}")
+            return
+        attributes = mapping.attributes(person)
+        out.identifies[pid] = {**attributes, **mapping.first_identify(person)}
+        out.digests[pid] = state.digests(attributes)
+        out.add("people_identified_from_applications")
+    out.add(f"moves_{outcome.kind}")
+    out.add("events_skipped", outcome.skipped)
+    out.owner[aid] = pid
+    out.events[aid] = [e.as_dict() for e in outcome.events]
+    if outcome.step is not None:
+        out.steps[aid] = outcome.step
+
+
+def sync_records(people: list[dict[str, Any]], applications: list[dict[str, Any]],
+                 job: Job) -> dict[str, Any]:
+    """Sync these records; returns (and counts into the run) what happened."""
+    reason = state.halted(job.run_id)
+    if reason:
+        return {"halted": reason}
+    work = plan(people, applications, job)
+    if job.dry_run:
+        return _dry_run(work, job)
+    cio = CustomerIo(job.settings)
+    try:
+        failed_people = _send_identifies(cio, work, job)
+        failed_apps = _send_events(cio, work, failed_people, job)
+    except AuthError as exc:
+        state.halt(job.run_id, str(exc))
+        log.error("gis sync halted: %s", exc)
+        work.add("cio_calls", cio.calls)
+        state.count(job.run_id, work.counts)
+        return {"halted": str(exc)}
+    work.add("cio_calls", cio.calls)
+    _remember(work, failed_people, failed_apps, people, applications, job)
+    return work.counts
+
+
+def _send_identifies(cio: CustomerIo, work: Plan, job: Job) -> set[str]:
+    """Identify every planned person; returns the ids customer.io refused."""
+    refused: dict[str, str] = {}
+    pids = list(work.identifies)
+    if job.use_batch and pids:
+        items = [identify_item(pid, work.identifies[pid]) for pid in pids]
+        for error in cio.batch(items):
+            refused[pids[error.index]] = error.reason
+    else:
+        for pid in pids:
+            try:
+                cio.identify(pid, work.identifies[pid])
+            except ClientError as exc:
+                refused[pid] = str(exc)
+    for pid, reason in refused.items():
+        work.fail("person", {"id": pid}, f"customer.io refused identify: {reason}")
+    work.add("people_updated", len(pids) - len(refused))
+    return set(refused)
+
+
+def _send_events(cio: CustomerIo, work: Plan, failed_people: set[str], job: Job
+                 ) -> set[str]:
+    """Send every planned event whose person is identified; returns refused app ids."""
+    refused: dict[str, str] = {}
+    for aid, pid in work.owner.items():
+        if pid in failed_people:
+            refused[aid] = f"person {pid} not identified"
+    ready = [(aid, e) for aid, events in work.events.items() if aid not in refused
+             for e in events]
+    if job.use_batch and ready:
+        items = [event_item(work.owner[aid], e) for aid, e in ready]
+        for error in cio.batch(items):
+            refused.setdefault(ready[error.index][0], error.reason)
+    else:
+        for aid, event in ready:
+            if aid in refused:
+                continue  # keep an application's events in order: stop at its first refusal
+            try:
+                cio.track(work.owner[aid], event)
+            except ClientError as exc:
+                refused[aid] = str(exc)
+    for aid, reason in refused.items():
+        work.fail("application", {"id": aid}, f"customer.io refused event: {reason}")
+    work.add("events_sent", sum(1 for aid, _ in ready if aid not in refused))
+    return set(refused)
+
+
+def _remember(work: Plan, failed_people: set[str], failed_apps: set[str],
+              people: list[dict[str, Any]], applications: list[dict[str, Any]],
+              job: Job) -> None:
+    """Written only after customer.io accepted: a crash before this repeats the sends,
+    and the deterministic event ids make the repeat harmless."""
+    state.save_sent({pid: d for pid, d in work.digests.items() if pid not in failed_people})
+    state.save_steps({aid: s for aid, s in work.steps.items() if aid not in failed_apps})
+    records = {("person", str(p.get("id"))): p for p in people}
+    records |= {("application", str(a.get("id"))): a for a in applications}
+    for failure in work.failures:  # keep the full record, so the next scan can retry it
+        failure["record"] = records.get((failure["kind"], failure["id"]))
+    state.record_failures(work.failures)
+    failed = {(f["kind"], f["id"]) for f in work.failures}
+    state.clear_failures("person", [pid for kind, pid in records
+                                    if kind == "person" and (kind, pid) not in failed])
+    state.clear_failures("application", [aid for kind, aid in records if kind == "application"
+                                         and (kind, aid) not in failed])
+    state.count(job.run_id, work.counts)
+    state.add_run_errors(job.run_id, [{"kind": f["kind"], "id": f["id"], "reason": f["reason"]}
+                                      for f in work.failures])
+
+
+def _dry_run(work: Plan, job: Job) -> dict[str, Any]:
+    for pid, payload in work.identifies.items():
+        log.info("dry_run identify person=%s attributes=%s", pid, sorted(payload))
+    for aid, events in work.events.items():
+        for event in events:
+            log.info("dry_run event person=%s application=%s name=%s timestamp=%s id=%s",
+                     work.owner[aid], aid, event["name"], event["timestamp"], event["id"])
+    work.add("people_updated", len(work.identifies))
+    work.add("events_sent", sum(len(e) for e in work.events.values()))
+    state.count(job.run_id, work.counts)
+    state.add_run_errors(job.run_id, [{"kind": f["kind"], "id": f["id"], "reason": f["reason"]}
+                                      for f in work.failures])
+    return {**work.counts, "dry_run": True}
