@@ -1,0 +1,353 @@
+"""The customer.io Track API simulator: identify, track event, v2 batch.
+
+Bodies are validated against the vendor's OpenAPI file (sandbox/customerio-track-api.
+openapi.json, an identical copy of ../shared/specs/), loaded with the known quirks of
+api-contracts.md (no `servers`, no `discriminator`, `oneOf` read as `anyOf`). openapi-core
+takes ~2 ms per identify, too slow for 2,000 req/s, so each operation's request-body
+schema is compiled ONCE into a jsonschema (2020-12, the dialect of OpenAPI 3.1) validator
+with `$ref`s resolved inside the same spec document; tests check that it agrees with
+openapi-core on sample bodies.
+
+Stricter than the file in one place, on purpose: a batch `identify` item's attribute
+values follow the v1 identify rule of the same file (string, integer or boolean, never
+null); the v2 schema leaves them untyped, the live service drops nulls.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from collections import Counter
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from sandbox import credentials as cred
+from sandbox.core import Call, Rejected, Sandbox
+
+SPEC_PATH = Path(__file__).with_name("customerio-track-api.openapi.json")
+SPEC_URI = "urn:customerio-track-api"
+
+# Documented limits (api-contracts.md, customer.io docs)
+MAX_ID_BYTES = 150
+MAX_ATTRIBUTE_NAME_BYTES = 150
+MAX_ATTRIBUTE_VALUE_BYTES = 1000
+MAX_ATTRIBUTES = 300
+MAX_EVENT_NAME_BYTES = 100
+MAX_EVENT_DATA_BYTES = 100 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+MAX_BATCH_ITEM_BYTES = 32 * 1024
+
+ULID = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$")
+RESERVED = {"_update", "_timestamp"}
+
+UNAUTHORIZED = {"meta": {"error": "Unauthorized request"}}
+
+
+# --- the spec ------------------------------------------------------------------------------
+def apply_quirks(node: Any) -> Any:
+    """api-contracts.md "known quirks": drop servers and discriminators, oneOf -> anyOf."""
+    if isinstance(node, dict):
+        node.pop("servers", None)
+        node.pop("discriminator", None)
+        if "oneOf" in node:
+            node["anyOf"] = node.pop("oneOf")
+        for value in node.values():
+            apply_quirks(value)
+    elif isinstance(node, list):
+        for value in node:
+            apply_quirks(value)
+    return node
+
+
+@lru_cache(maxsize=1)
+def spec() -> dict[str, Any]:
+    return apply_quirks(json.loads(SPEC_PATH.read_text()))
+
+
+def _pointer(*parts: str) -> str:
+    return "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+@cache
+def validator(*location: str) -> Draft202012Validator:
+    """A compiled validator for the schema at `location` (path parts) inside the spec."""
+    registry = Registry().with_resource(
+        SPEC_URI, Resource.from_contents(spec(), default_specification=DRAFT202012))
+    return Draft202012Validator({"$ref": f"{SPEC_URI}#/{_pointer(*location)}"},
+                                registry=registry, format_checker=FormatChecker())
+
+
+def body_validator(path: str, method: str) -> Draft202012Validator:
+    return validator("paths", path, method, "requestBody", "content", "application/json",
+                     "schema")
+
+
+IDENTIFY = ("/api/v1/customers/{identifier}", "put")
+TRACK = ("/api/v1/customers/{identifier}/events", "post")
+BATCH = ("/api/v2/batch", "post")
+
+
+def identify_attribute_validator() -> Draft202012Validator:
+    return validator("paths", IDENTIFY[0], IDENTIFY[1], "requestBody", "content",
+                     "application/json", "schema", "additionalProperties")
+
+
+def schema_validator(name: str) -> Draft202012Validator | None:
+    """The validator of components/schemas/<name>, or None if the spec has no such schema."""
+    return validator("components", "schemas", name) if name in spec()["components"]["schemas"] \
+        else None
+
+
+def batch_item_validator() -> Draft202012Validator:
+    return validator("paths", BATCH[0], BATCH[1], "requestBody", "content",
+                     "application/json", "schema", "properties", "batch", "items")
+
+
+def schema_problem(valid: Draft202012Validator, body: Any,
+                   explain: Draft202012Validator | None = None) -> str | None:
+    """None when `body` is valid, else the most relevant error as "field: message".
+    `explain`, the branch of an anyOf the body meant, words the error better."""
+    if valid.is_valid(body):
+        return None
+    if explain is not None and not explain.is_valid(body):
+        valid = explain
+    error: ValidationError | None = best_match(valid.iter_errors(body))
+    if error is None:  # pragma: no cover - is_valid said otherwise
+        return "invalid body"
+    where = ".".join(str(p) for p in error.absolute_path)
+    return f"{where}: {error.message}" if where else error.message
+
+
+# --- limits --------------------------------------------------------------------------------
+def _size(value: Any) -> int:
+    return len(value.encode()) if isinstance(value, str) else len(json.dumps(value))
+
+
+def attribute_problems(attributes: dict[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) for the first attribute over a documented limit, else None."""
+    if len(attributes) > MAX_ATTRIBUTES:
+        return "size", f"too many attributes: {len(attributes)} > {MAX_ATTRIBUTES}"
+    for name, value in attributes.items():
+        if len(name.encode()) > MAX_ATTRIBUTE_NAME_BYTES:
+            return "size", f"attribute name {name[:40]!r} exceeds {MAX_ATTRIBUTE_NAME_BYTES} bytes"
+        if value is not None and _size(value) > MAX_ATTRIBUTE_VALUE_BYTES:
+            return "size", f"attribute {name!r} value exceeds {MAX_ATTRIBUTE_VALUE_BYTES} bytes"
+    return None
+
+
+def event_problems(event: dict[str, Any], data_key: str) -> tuple[str, str] | None:
+    event_id = event.get("id")
+    if event_id is not None and not (isinstance(event_id, str) and ULID.match(event_id)):
+        return "schema", f"id: {event_id!r} is not a valid ULID"
+    name = event.get("name")
+    if isinstance(name, str) and len(name.encode()) > MAX_EVENT_NAME_BYTES:
+        return "size", f"name: event name exceeds {MAX_EVENT_NAME_BYTES} bytes"
+    data = event.get(data_key)
+    if data is not None and _size(data) > MAX_EVENT_DATA_BYTES:
+        return "size", f"{data_key}: event data exceeds {MAX_EVENT_DATA_BYTES} bytes"
+    return None
+
+
+# --- the simulator -------------------------------------------------------------------------
+class CustomerIo:
+    """Profiles (merged attributes), events per person, dedup by event id."""
+
+    def __init__(self) -> None:
+        self.expected_auth = "Basic " + base64.b64encode(
+            f"{cred.CUSTOMERIO_SITE_ID}:{cred.CUSTOMERIO_API_KEY}".encode()).decode()
+        self.identify_body = body_validator(*IDENTIFY)
+        self.attribute_value = identify_attribute_validator()
+        self.track_body = body_validator(*TRACK)
+        self.standard_event = validator("components", "schemas", "eventsRequest", "anyOf", "0")
+        self.batch_item = batch_item_validator()
+        self.reset()
+
+    def reset(self) -> None:
+        self.profiles: dict[str, dict[str, Any]] = {}
+        self.identifies: Counter[str] = Counter()
+        self.events: dict[str, list[dict[str, Any]]] = {}
+        self.seen_ids: set[str] = set()
+        self.duplicates = 0
+
+    # --- auth ----------------------------------------------------------------------
+    def auth(self, request: Request) -> str | Response:
+        header = request.headers.get("authorization", "")
+        if header == self.expected_auth:
+            return cred.CUSTOMERIO_SITE_ID
+        if header[:6].lower() == "basic ":
+            try:
+                site, _, key = base64.b64decode(header[6:]).decode().partition(":")
+            except ValueError:
+                site, key = "", ""
+            if (site, key) == (cred.CUSTOMERIO_SITE_ID, cred.CUSTOMERIO_API_KEY):
+                return site
+        return JSONResponse(UNAUTHORIZED, status_code=401,
+                            headers={"WWW-Authenticate": 'Basic realm="Customer.io Track API"'})
+
+    # --- storage -------------------------------------------------------------------
+    def store_identify(self, person: str, attributes: dict[str, Any]) -> None:
+        if attributes.get("_update") is True and person not in self.profiles:
+            return  # "_update": never create
+        profile = self.profiles.setdefault(person, {})
+        profile.update({k: v for k, v in attributes.items() if k not in RESERVED})
+        self.identifies[person] += 1
+
+    def store_event(self, person: str, event: dict[str, Any], data_key: str) -> None:
+        event_id = event.get("id")
+        if event_id is not None:
+            if event_id in self.seen_ids:
+                self.duplicates += 1  # customer.io ignores an id it has already received
+                return
+            self.seen_ids.add(event_id)
+        self.events.setdefault(person, []).append({
+            "id": event_id, "name": event.get("name"), "timestamp": event.get("timestamp"),
+            "data": event.get(data_key) or {}, "received_at": time.time()})
+
+    # --- handlers ------------------------------------------------------------------
+    @staticmethod
+    def _bad(reason: str, message: str, status: int = 400) -> Rejected:
+        return Rejected(reason, JSONResponse({"meta": {"errors": [message]}}, status_code=status))
+
+    def _json_object(self, call: Call) -> dict[str, Any]:
+        try:
+            body = call.json()
+        except ValueError:
+            raise self._bad("schema", "request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise self._bad("schema", "request body must be a JSON object")
+        return body
+
+    def _identifier(self, request: Request) -> str:
+        identifier = request.path_params["identifier"]
+        if not identifier or len(identifier.encode()) > MAX_ID_BYTES:
+            raise self._bad("size" if identifier else "schema",
+                            f"identifier must be 1 to {MAX_ID_BYTES} bytes")
+        return identifier
+
+    async def identify(self, request: Request, call: Call) -> Response:
+        person = self._identifier(request)
+        body = self._json_object(call)
+        if (problem := schema_problem(self.identify_body, body)) is not None:
+            raise self._bad("schema", problem)
+        if (limit := attribute_problems(body)) is not None:
+            raise self._bad(*limit)
+        self.store_identify(person, body)
+        return JSONResponse({})
+
+    async def track(self, request: Request, call: Call) -> Response:
+        person = self._identifier(request)
+        body = self._json_object(call)
+        problem = schema_problem(self.track_body, body, self.standard_event)
+        if problem is not None:
+            raise self._bad("schema", problem)
+        if (limit := event_problems(body, "data")) is not None:
+            raise self._bad(*limit)
+        self.store_event(person, body, "data")
+        return JSONResponse({})
+
+    async def batch(self, request: Request, call: Call) -> Response:
+        if len(call.body) > MAX_BATCH_BYTES:
+            raise Rejected("size", JSONResponse(
+                {"errors": [{"reason": "too_large", "field": "batch",
+                             "message": f"batch must be smaller than {MAX_BATCH_BYTES} bytes"}]},
+                status_code=413))
+        try:
+            body = call.json()
+        except ValueError:
+            body = None
+        items = body.get("batch") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise Rejected("schema", JSONResponse(
+                {"errors": [{"reason": "invalid", "field": "batch",
+                             "message": "body must be an object with a 'batch' array"}]},
+                status_code=400))
+        errors = [e for i, item in enumerate(items) if (e := self._batch_item(i, item))]
+        if errors:
+            call.state.rejected["schema"] += sum(e["reason"] == "invalid" for e in errors)
+            call.state.rejected["size"] += sum(e["reason"] == "too_large" for e in errors)
+            return JSONResponse({"errors": errors}, status_code=207)
+        return JSONResponse({})
+
+    def _batch_item(self, index: int, item: Any) -> dict[str, Any] | None:
+        """Apply one batch item; its 207 error entry if it is invalid."""
+        def error(reason: str, message: str) -> dict[str, Any]:
+            field, _, text = message.partition(": ") if ": " in message else ("", "", message)
+            return {"batch_index": index, "reason": reason, "field": field, "message": text}
+
+        if _size(item) > MAX_BATCH_ITEM_BYTES:
+            return error("too_large", f"item exceeds {MAX_BATCH_ITEM_BYTES} bytes")
+        explain = None
+        if isinstance(item, dict) and item.get("type") == "person":
+            action = str(item.get("action"))
+            explain = schema_validator("identify_person" if action == "identify"
+                                       else f"person_{action}")
+        if (problem := schema_problem(self.batch_item, item, explain)) is not None:
+            return error("invalid", problem)
+        if item.get("type") != "person":
+            return None  # objects and deliveries: accepted, not simulated further
+        ids = item.get("identifiers") or {}
+        person = str(ids.get("id") or (f"email:{ids['email']}" if ids.get("email")
+                                        else f"cio_{ids.get('cio_id')}"))
+        action = item.get("action")
+        attributes = item.get("attributes") or {}
+        if action == "identify":
+            for name, value in attributes.items():
+                if not self.attribute_value.is_valid(value):
+                    return error("invalid", f"attributes.{name}: {value!r} is not a string, "
+                                            "integer or boolean")
+            if (limit := attribute_problems(attributes)) is not None:
+                return error("too_large" if limit[0] == "size" else "invalid",
+                             f"attributes: {limit[1]}")
+            self.store_identify(person, attributes)
+        elif action == "event":
+            if (limit := event_problems(item, "attributes")) is not None:
+                return error("too_large" if limit[0] == "size" else "invalid", limit[1])
+            self.store_event(person, item, "attributes")
+        return None
+
+
+def _cio(ctx: Sandbox) -> CustomerIo:
+    return ctx.data["customerio"]
+
+
+def routes(ctx: Sandbox) -> list[BaseRoute]:
+    cio = ctx.data["customerio"] = CustomerIo()
+    ctx.api("customerio").error_body = lambda status, message: {"meta": {"errors": [message]}}
+    identify = ctx.guarded("customerio", "PUT /api/v1/customers/{identifier}", cio.identify,
+                           cio.auth)
+    track = ctx.guarded("customerio", "POST /api/v1/customers/{identifier}/events", cio.track,
+                        cio.auth)
+    # {identifier:path}: an id with an encoded "/" still reaches the right operation.
+    return [
+        Route("/api/v1/customers/{identifier:path}/events", track, methods=["POST"]),
+        Route("/api/v1/customers/{identifier:path}", identify, methods=["PUT"]),
+        ctx.route("customerio", "POST", "/api/v2/batch", cio.batch, auth=cio.auth),
+    ]
+
+
+def reset(ctx: Sandbox) -> None:
+    _cio(ctx).reset()
+
+
+def admin_routes(ctx: Sandbox) -> list[BaseRoute]:
+    async def profiles(request: Request) -> JSONResponse:
+        cio = _cio(ctx)
+        return JSONResponse({"profiles": cio.profiles, "identifies": dict(cio.identifies)})
+
+    async def events(request: Request) -> JSONResponse:
+        cio = _cio(ctx)
+        return JSONResponse({"events": cio.events, "duplicates": cio.duplicates})
+
+    return [Route("/customerio/profiles", profiles, methods=["GET"]),
+            Route("/customerio/events", events, methods=["GET"])]
