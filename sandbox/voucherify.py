@@ -246,6 +246,7 @@ class Action:
     request_id: str
     customers: list[dict[str, Any]]
     fail: bool
+    size: int
     created_at: datetime
     started: float  # monotonic
     enqueued_s: float
@@ -298,7 +299,7 @@ class Store:
 
     def enqueue(self, customers: list[dict[str, Any]], fail: bool) -> Action:
         action = Action("aa_" + secrets.token_hex(9), request_id(), customers, fail,
-                        datetime.now(UTC), time.monotonic(),
+                        len(customers), datetime.now(UTC), time.monotonic(),
                         self.settings.enqueued_ms / 1000, self.settings.in_progress_ms / 1000)
         self.actions[action.id] = action
         self.pending.append(action)
@@ -314,6 +315,7 @@ class Store:
                 return
             self.pending.popleft()
             action.result = self._process(action)
+            action.customers = []  # processed: keep the outcome, not the payload
 
     def _process(self, action: Action) -> dict[str, Any]:
         till = iso(datetime.now(UTC) + timedelta(days=1))
@@ -471,7 +473,7 @@ def admin_routes(ctx: Sandbox) -> list[BaseRoute]:
         now = time.monotonic()
         current.settle(now)
         return JSONResponse({"actions": [
-            {**a.to_json(now), "customers": len(a.customers)}
+            {**a.to_json(now), "customers": a.size}
             for a in current.actions.values()]})
 
     async def settings(request: Request) -> Response:
