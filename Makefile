@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 install: $(VENV)/.installed
+
+# The local fleet: Redis, worker, beat, Flower (and the sandbox when no API credentials are
+# configured) under honcho; see scripts/run_local.py. RUN_ARGS=--sandbox forces the sandbox.
+run: $(VENV)/.installed
+	$(BIN)/python scripts/run_local.py $(RUN_ARGS)
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -57,7 +57,9 @@ class Settings(BaseSettings):
     # SYNCFLEET_ENV_FILE lets tests ignore a developer's own .env.
     model_config = SettingsConfigDict(
         env_file=os.environ.get("SYNCFLEET_ENV_FILE", ".env"), env_file_encoding="utf-8",
-        extra="ignore", case_sensitive=False)
+        extra="ignore", case_sensitive=False,
+        # `NAME=` (as in a copied .env.example) means unset, not "" or a bad integer.
+        env_ignore_empty=True)
 
     # The fleet
     redis_url: str = "redis://localhost:6379/0"

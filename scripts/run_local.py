@@ -1,0 +1,143 @@
+"""The fleet on this machine, without Docker: `make run`.
+
+1. Redis: `REDIS_URL` when set, else a private redis-server (AOF under .run/redis),
+   found the same way as for the tests (scripts/redis_server.py).
+2. Flower login: generated here and printed once (unless FLOWER_BASIC_AUTH is set).
+3. No API credentials configured (environment or .env)? Then the sandbox runs too and
+   the fleet points at it, so the demo syncs sandbox data end to end.
+4. honcho runs the Procfile (worker, beat, flower[, sandbox]): the commands compose runs.
+   Ctrl-C stops them all; then the Redis started here stops too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DIR = ROOT / ".run"
+sys.path.insert(0, str(ROOT / "scripts"))
+# pydantic-settings reads .env relative to the working directory; the processes run in
+# .run/fleet (beat's schedule file lands there), so name the file explicitly.
+os.environ.setdefault("SYNCFLEET_ENV_FILE", str(ROOT / ".env"))
+ENV_FILE = os.environ["SYNCFLEET_ENV_FILE"]
+
+from redis_server import free_port, server_binary, wait_ready  # noqa: E402
+
+# Any of these configured means "real APIs": the sandbox is not started.
+REAL_CREDENTIALS = ("GIS_ACCESS_TOKEN", "CUSTOMERIO_API_KEY", "SEGMENT_ACCESS_TOKEN",
+                    "VOUCHERIFY_SECRET_KEY")
+
+
+def start_redis() -> tuple[str, subprocess.Popen | None]:
+    """REDIS_URL when set; else a private, persistent redis-server on a free port."""
+    from dotenv import dotenv_values  # pydantic-settings' own .env reader
+
+    configured = os.environ.get("REDIS_URL") or dotenv_values(ENV_FILE).get("REDIS_URL")
+    if configured:
+        return configured, None
+    workdir = RUN_DIR / "redis"
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    args = [server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+            "--maxmemory-policy", "noeviction", "--save", "", "--appendonly", "yes"]
+    # Own session: Ctrl-C reaches the fleet first; Redis stops last, after the workers.
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    wait_ready(port, proc)
+    return f"redis://127.0.0.1:{port}/0", proc
+
+
+def has_real_credentials() -> bool:
+    from worker.settings import SettingsError, get_settings
+
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        sys.exit(f"run_local: {exc}")
+    return any(getattr(settings, name.lower()) for name in REAL_CREDENTIALS)
+
+
+def port_or_free(preferred: int) -> int:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+def fleet_env(redis_url: str, sandbox: bool) -> tuple[dict[str, str], list[str]]:
+    """The environment for honcho's processes, and the lines to print once."""
+    env = dict(os.environ, REDIS_URL=redis_url, PYTHONUNBUFFERED="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    user, password = "admin", secrets.token_urlsafe(12)
+    env.setdefault("FLOWER_BASIC_AUTH", f"{user}:{password}")
+    env["FLOWER_PORT"] = str(port_or_free(int(os.environ.get("FLOWER_PORT", 5555))))
+    env["FLOWER_ADDRESS"] = "127.0.0.1"  # flower reads FLOWER_<option> from the environment
+    login = env["FLOWER_BASIC_AUTH"]
+    lines = [f"Redis:  {redis_url}",
+             f"Flower: http://127.0.0.1:{env['FLOWER_PORT']}  (login {login})"]
+    if sandbox:
+        from sandbox.credentials import env_for
+
+        env["SANDBOX_HOST"] = "127.0.0.1"
+        env["SANDBOX_PORT"] = str(port_or_free(int(os.environ.get("SANDBOX_PORT", 8500))))
+        url = f"http://127.0.0.1:{env['SANDBOX_PORT']}"
+        env.update(env_for(url))
+        lines.append(f"Sandbox: {url}  (no API credentials configured: the fleet talks to "
+                     "the sandbox; put real ones in .env to use the real APIs)")
+    else:
+        lines.append("APIs:   the real services, credentials from the environment / .env")
+    return env, lines
+
+
+def run_honcho(env: dict[str, str], processes: list[str]) -> int:
+    workdir = RUN_DIR / "fleet"
+    workdir.mkdir(parents=True, exist_ok=True)
+    # `-e /dev/null`: settings read .env themselves, below the variables set here.
+    args = [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile"),
+            "-d", str(ROOT), "-e", os.devnull, *processes]
+    honcho = subprocess.Popen(args, cwd=workdir, env=env)
+    # Ctrl-C reaches honcho too (same process group); on SIGTERM, pass it on.
+    signal.signal(signal.SIGTERM, lambda *_: honcho.terminate())
+    while True:
+        try:
+            code = honcho.wait()
+            break
+        except KeyboardInterrupt:
+            continue  # honcho got the same SIGINT and is stopping the fleet
+    # Stopped on purpose (Ctrl-C: 130, SIGTERM: 143) is a clean exit.
+    return 0 if code in (130, 143) else code
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Run the fleet locally (no Docker).")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--sandbox", action="store_true", help="always run against the sandbox")
+    mode.add_argument("--no-sandbox", action="store_true", help="never start the sandbox")
+    args = parser.parse_args()
+
+    sandbox = args.sandbox or (not args.no_sandbox and not has_real_credentials())
+    redis_url, redis_proc = start_redis()
+    try:
+        env, lines = fleet_env(redis_url, sandbox)
+        print("\n".join(["", "syncfleet, local run (Ctrl-C stops everything)", *lines, ""]),
+              flush=True)
+        processes = ["worker", "beat", "flower"] + (["sandbox"] if sandbox else [])
+        return run_honcho(env, processes)
+    finally:
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
