@@ -383,7 +383,7 @@ class Sandbox:
                 return response
             state.counters[template] += 1
             recording.append({
-                "api": api, "method": request.method, "path": request.url.path,
+                "api": api, "method": request.method, "path": request.scope["path"],
                 "query": dict(request.query_params) if request.scope["query_string"] else {},
                 "identity": call.identity, "status": response.status_code,
                 "body": call.recorded_body(), "ts": ts})
@@ -448,7 +448,7 @@ class Sandbox:
         call.recorded = True
         state.counters[template] += 1
         self.recording.append({
-            "api": state.name, "method": request.method, "path": request.url.path,
+            "api": state.name, "method": request.method, "path": request.scope["path"],
             "query": dict(request.query_params), "identity": None, "status": None,
             "body": call.recorded_body(), "ts": time.time()})
         await asyncio.sleep(seconds)

@@ -117,10 +117,26 @@ def _sorted(items: list[Any], field: str, descending: bool) -> list[Any]:
     return sorted(items, key=lambda x: (getattr(x, attr), x.id), reverse=descending)
 
 
+def _cached(world: World, key: tuple[Any, ...], build: Callable[[], list[Any]]) -> list[Any]:
+    """The filtered, sorted list of a query, computed once until the world changes."""
+    found = world.query_cache.get(key)
+    if found is None:
+        if len(world.query_cache) > 256:
+            world.query_cache.clear()
+        found = world.query_cache[key] = build()
+    return found
+
+
 def all_people(_: Any, info: Any, page: int = 1, per_page: int = 25, sort: str | None = None,
                q: str | None = None, filters: dict[str, Any] | None = None) -> dict[str, Any]:
     world: World = info.context
-    filters = filters or {}
+    key = ("people", json.dumps(filters, sort_keys=True, default=str), sort, q)
+    return _page(_cached(world, key, lambda: _people(world, sort, q, filters or {})),
+                 page, per_page)
+
+
+def _people(world: World, sort: str | None, q: str | None,
+            filters: dict[str, Any]) -> list[Person]:
     tests: list[Callable[[Person], bool]] = []
     if (committee := filters.get("home_committee")) is not None:
         tests.append(lambda p: p.home_lc.id == committee
@@ -138,14 +154,20 @@ def all_people(_: Any, info: Any, page: int = 1, per_page: int = 25, sort: str |
     if sort:
         field, descending = sort.lstrip("+-"), sort.startswith("-")
         people = _sorted(people, field, descending)
-    return _page(people, page, per_page)
+    return people
 
 
 def all_applications(_: Any, info: Any, page: int = 1, per_page: int = 25,
                      sort: str | None = None,
                      filters: dict[str, Any] | None = None) -> dict[str, Any]:
     world: World = info.context
-    filters = filters or {}
+    key = ("applications", json.dumps(filters, sort_keys=True, default=str), sort)
+    return _page(_cached(world, key, lambda: _applications(world, sort, filters or {})),
+                 page, per_page)
+
+
+def _applications(world: World, sort: str | None,
+                  filters: dict[str, Any]) -> list[Application]:
     tests: list[Callable[[Application], bool]] = []
     plain: dict[str, Callable[[Application], Any]] = {
         "person_id": lambda a: a.person.id,
@@ -177,7 +199,7 @@ def all_applications(_: Any, info: Any, page: int = 1, per_page: int = 25,
                 break
         else:
             raise GraphQLError(f"Invalid sort: {sort} (use ASC_<field> or DESC_<field>)")
-    return _page(apps, page, per_page)
+    return apps
 
 
 def _filtered(items: Iterable[Any], tests: list[Callable[[Any], bool]]) -> list[Any]:

@@ -246,6 +246,8 @@ class World:
         self.people_by_id = {p.id: p for p in self.people}
         self.applications_by_id = {a.id: a for a in self.applications}
         self.advances = 0
+        # Filtered + sorted lists per query (sandbox.gis); a walk of N pages filters once.
+        self.query_cache: dict[tuple[Any, ...], list[Any]] = {}
 
     # --- generation --------------------------------------------------------------------
     def _generate(self, n_people: int, n_apps: int) -> None:
@@ -339,6 +341,7 @@ class World:
         """Move a share of applications (mostly forward) and edit a share of people,
         stamped with the current time."""
         self.advances += 1
+        self.query_cache.clear()
         rng = random.Random(seed if seed is not None else self.seed * 1000 + self.advances)
         stamp = max(int(time.time()), self.now + 1)
         movable = [a for a in self.applications if a.status not in TERMINAL]
