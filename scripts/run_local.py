@@ -1,7 +1,7 @@
 """The fleet on this machine, without Docker: `make run`.
 
-1. Redis: `REDIS_URL` when set, else a private redis-server (AOF under .run/redis),
-   found the same way as for the tests (scripts/redis_server.py).
+1. Redis: `REDIS_URL` (environment or .env) when set, else a private redis-server with
+   AOF under .run/redis, found the same way as for the tests (scripts/redis_server.py).
 2. Flower login: generated here and printed once (unless FLOWER_BASIC_AUTH is set).
 3. No API credentials configured (environment or .env)? Then the sandbox runs too and
    the fleet points at it, so the demo syncs sandbox data end to end.
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN_DIR = ROOT / ".run"
+RUN_DIR = Path(os.environ.get("SYNCFLEET_RUN_DIR", ROOT / ".run"))  # state: Redis AOF, beat
 sys.path.insert(0, str(ROOT / "scripts"))
 # pydantic-settings reads .env relative to the working directory; the processes run in
 # .run/fleet (beat's schedule file lands there), so name the file explicitly.
@@ -34,11 +34,15 @@ REAL_CREDENTIALS = ("GIS_ACCESS_TOKEN", "CUSTOMERIO_API_KEY", "SEGMENT_ACCESS_TO
                     "VOUCHERIFY_SECRET_KEY")
 
 
-def start_redis() -> tuple[str, subprocess.Popen | None]:
-    """REDIS_URL when set; else a private, persistent redis-server on a free port."""
+def from_env_file(name: str) -> str | None:
     from dotenv import dotenv_values  # pydantic-settings' own .env reader
 
-    configured = os.environ.get("REDIS_URL") or dotenv_values(ENV_FILE).get("REDIS_URL")
+    return dotenv_values(ENV_FILE).get(name) or None
+
+
+def start_redis() -> tuple[str, subprocess.Popen | None]:
+    """REDIS_URL when set; else a private, persistent redis-server on a free port."""
+    configured = os.environ.get("REDIS_URL") or from_env_file("REDIS_URL")
     if configured:
         return configured, None
     workdir = RUN_DIR / "redis"
@@ -78,8 +82,10 @@ def fleet_env(redis_url: str, sandbox: bool) -> tuple[dict[str, str], list[str]]
     """The environment for honcho's processes, and the lines to print once."""
     env = dict(os.environ, REDIS_URL=redis_url, PYTHONUNBUFFERED="1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    user, password = "admin", secrets.token_urlsafe(12)
-    env.setdefault("FLOWER_BASIC_AUTH", f"{user}:{password}")
+    # The login compose uses (environment or .env), else a fresh one for this run.
+    env["FLOWER_BASIC_AUTH"] = (os.environ.get("FLOWER_BASIC_AUTH")
+                                or from_env_file("FLOWER_BASIC_AUTH")
+                                or f"admin:{secrets.token_urlsafe(12)}")
     env["FLOWER_PORT"] = str(port_or_free(int(os.environ.get("FLOWER_PORT", 5555))))
     env["FLOWER_ADDRESS"] = "127.0.0.1"  # flower reads FLOWER_<option> from the environment
     login = env["FLOWER_BASIC_AUTH"]
