@@ -30,7 +30,8 @@ def test_every_setting_is_in_env_example():
 
 
 def test_env_example_has_nothing_settings_do_not_read():
-    compose_only = {"REDIS_PASSWORD", "FLOWER_BASIC_AUTH", "FLOWER_PORT", "SANDBOX_PORT"}
+    compose_only = {"REDIS_PASSWORD", "FLOWER_BASIC_AUTH", "FLOWER_PORT", "SANDBOX_PORT",
+                    "COMPOSE_FILE", "COMPOSE_PROFILES"}
     assert set(ENTRIES) - set(FIELDS) == compose_only
 
 
