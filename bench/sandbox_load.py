@@ -3,7 +3,9 @@
 Starts `python -m sandbox` as its own process (one uvicorn process, as shipped), then
 drives it from several client processes, each with one keep-alive connection sending
 requests back to back (http.client: lighter than requests, so the clients steal less
-CPU from the server on a small machine). Prints requests/s and latency per scenario.
+CPU from the server on a small machine). Prints requests/s and latency per scenario, and
+the server's CPU share, hence requests/s per fully used server core (the clients run on
+the same 2 cores, so the measured req/s is a lower bound).
 
     .venv/bin/python bench/sandbox_load.py [--seconds 5] [--clients 3]
 """
@@ -75,8 +77,15 @@ def client(port: int, name: str, seconds: float, worker: int, out: Any) -> None:
     out.put((len(latencies), errors, latencies[::10]))
 
 
-def run(port: int, name: str, seconds: float, clients: int) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(port: int, name: str, seconds: float, clients: int, server_pid: int) -> dict[str, Any]:
     out: mp.Queue = mp.Queue()
+    cpu_before = cpu_seconds(server_pid)
     procs = [mp.Process(target=client, args=(port, name, seconds, w, out))
              for w in range(clients)]
     started = time.perf_counter()
@@ -86,10 +95,15 @@ def run(port: int, name: str, seconds: float, clients: int) -> dict[str, Any]:
     for proc in procs:
         proc.join()
     elapsed = time.perf_counter() - started
+    server_cpu = cpu_seconds(server_pid) - cpu_before
     total = sum(r[0] for r in results)
     sample = sorted(x for r in results for x in r[2])
     return {"scenario": name, "requests": total, "errors": sum(r[1] for r in results),
             "rps": total / max(elapsed, seconds),
+            # What one fully used core would serve: robust to clients and neighbours
+            # competing for the same CPUs.
+            "per_core": total / server_cpu if server_cpu else float("nan"),
+            "server_cpu": server_cpu / max(elapsed, seconds),
             "p50_ms": 1000 * statistics.median(sample),
             "p99_ms": 1000 * sample[int(len(sample) * 0.99)]}
 
@@ -129,10 +143,11 @@ def main() -> None:
         print(f"sandbox pid {server.pid} on port {port}; {args.clients} client processes, "
               f"{args.seconds:.0f} s per scenario, {os.cpu_count()} CPUs")
         for name in args.scenarios.split(","):
-            r = run(port, name, args.seconds, args.clients)
-            print(f"{r['scenario']:<22} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:.2f} ms  "
-                  f"p99 {r['p99_ms']:.2f} ms  ({r['requests']} requests, "
-                  f"{r['errors']} non-2xx)")
+            r = run(port, name, args.seconds, args.clients, server.pid)
+            print(f"{r['scenario']:<20} {r['rps']:6.0f} req/s  p50 {r['p50_ms']:.2f} ms  "
+                  f"p99 {r['p99_ms']:.2f} ms  server CPU {r['server_cpu']:.0%}  "
+                  f"=> {r['per_core']:.0f} req/s per server core  "
+                  f"({r['requests']} requests, {r['errors']} non-2xx)")
     finally:
         server.terminate()
         server.wait(10)

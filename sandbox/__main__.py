@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 from dataclasses import fields
 from typing import Any
 
 import uvicorn
 
 from sandbox.app import create_app
-from sandbox.core import APIS, Faults, SandboxConfig, parse_now
+from sandbox.core import APIS, Faults, Sandbox, SandboxConfig, parse_now
 from sandbox.credentials import env_for
 
 LIMIT_FLAGS = ("rps", "rpm", "bulk_per_hour")
-# What the real services allow, used unless a flag says otherwise (0 = unlimited).
-DEFAULT_LIMITS = {"segment": {"rps": 100}}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -45,7 +44,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def config_from(args: argparse.Namespace) -> SandboxConfig:
-    limits: dict[str, dict[str, Any]] = {a: dict(v) for a, v in DEFAULT_LIMITS.items()}
+    # Modules apply their service's default budget (Segment 100 rps, Voucherify 2,000 rpm)
+    # unless a flag sets one; 0 = unlimited.
+    limits: dict[str, dict[str, Any]] = {}
     faults: dict[str, dict[str, Any]] = {}
     for dest, value in vars(args).items():
         if value is None or "__" not in dest:
@@ -63,8 +64,10 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
                          limits=limits)
 
 
-def banner(url: str, config: SandboxConfig) -> str:
-    env = env_for(url)
+def banner(url: str, ctx: Sandbox) -> str:
+    env, config = env_for(url), ctx.config
+    limits = {api: {k: v for k, v in ctx.limits_of(api).items() if v}
+              for api in ctx.apis}
     lines = [f"syncfleet sandbox on {url}",
              f"  GIS          {env['GIS_API_URL']}/graphql  (token {env['GIS_ACCESS_TOKEN']})",
              f"  GIS auth     {env['GIS_AUTH_URL']}",
@@ -75,8 +78,8 @@ def banner(url: str, config: SandboxConfig) -> str:
              f"  Voucherify   {env['VOUCHERIFY_API_URL']}  (X-App-Id "
              f"{env['VOUCHERIFY_APPLICATION_ID']}, X-App-Token {env['VOUCHERIFY_SECRET_KEY']})",
              f"  admin        {url}/admin  (stats, requests, faults, limits, reset, advance)",
-             f"  world        {json.dumps(config.world())}",
-             f"  limits       {json.dumps(config.limits)}",
+             f"  world        {json.dumps({**config.world(), 'now': ctx.now.isoformat()})}",
+             f"  limits       {json.dumps({a: v for a, v in limits.items() if v})}",
              f"  faults       {json.dumps(config.faults)}",
              "", "# point the fleet at it:"]
     lines += [f"export {name}={value}" for name, value in env.items()]
@@ -85,13 +88,18 @@ def banner(url: str, config: SandboxConfig) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    config = config_from(args)
-    app = create_app(config)
+    app = create_app(config_from(args))
+    # Bind first, so that --port 0 prints the port the OS picked.
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    port = sock.getsockname()[1]
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    print(banner(f"http://{shown_host}:{args.port}", app.state.sandbox.config), flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                access_log=args.access_log, timeout_graceful_shutdown=1, lifespan="off",
-                backlog=2048)
+    print(banner(f"http://{shown_host}:{port}", app.state.sandbox), flush=True)
+    config = uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log,
+                            timeout_graceful_shutdown=1, lifespan="off", backlog=2048)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":
