@@ -121,7 +121,7 @@ def _cached(world: World, key: tuple[Any, ...], build: Callable[[], list[Any]]) 
     """The filtered, sorted list of a query, computed once until the world changes."""
     found = world.query_cache.get(key)
     if found is None:
-        if len(world.query_cache) > 256:
+        if len(world.query_cache) > 64:
             world.query_cache.clear()
         found = world.query_cache[key] = build()
     return found
