@@ -155,6 +155,7 @@ class Plan:
     steps: dict[str, int] = field(default_factory=dict)  # aid -> step to remember
     failures: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    people_seen: set[str] = field(default_factory=set)  # ids given as person records
 
     def add(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
@@ -173,6 +174,7 @@ def plan(people: list[dict[str, Any]], applications: list[dict[str, Any]], job: 
     known = state.sent([str(p.get("id")) for p in people] + [k for k in embedded if k])
     for person in people:
         out.add("people_seen")
+        out.people_seen.add(str(person.get("id")))
         _plan_person(person, known.get(str(person.get("id"))), job, out)
     ladder = ladder_from(job.settings)
     previous = state.steps([str(a.get("id")) for a in applications])
@@ -221,18 +223,34 @@ def _plan_application(application: dict[str, Any], previous: int | None,
     except Malformed as exc:
         out.fail("application", application, str(exc))
         return
-    if known.get(pid) is None and pid not in out.identifies:
-        # Never an event before its person exists in customer.io: identify from the
-        # person GIS embeds in the application (people of other LCs arrive this way).
+    if pid in out.people_seen:
+        if pid not in out.identifies and known.get(pid) is None:  # its record was refused
+            why = next((f["reason"] for f in out.failures
+                        if f["kind"] == "person" and f["id"] == pid), "not identified")
+            out.fail("application", application, f"person {pid}: {why}")
+            return
+    elif pid not in out.identifies:
+        # Never an event before its person exists in customer.io: identify (or update)
+        # from the person GIS embeds in the application; people of other LCs, whom no
+        # people query returns, arrive and change this way.
         person = application.get("person") or {"id": pid}
         reason = mapping.validate(person)
         if reason:
             out.fail("application", application, f"person {pid}: {reason}")
             return
         attributes = mapping.attributes(person)
-        out.identifies[pid] = {**attributes, **mapping.first_identify(person)}
-        out.digests[pid] = state.digests(attributes)
-        out.add("people_identified_from_applications")
+        previous_digests = known.get(pid)
+        if previous_digests is None:
+            out.identifies[pid] = {**attributes, **mapping.first_identify(person)}
+            out.add("people_identified_from_applications")
+        else:
+            changed = {k: v for k, v in attributes.items()
+                       if previous_digests.get(k) != state.digest(v)}
+            if changed:
+                out.identifies[pid] = changed
+                out.add("people_updated_from_applications")
+        if pid in out.identifies:
+            out.digests[pid] = state.digests(attributes)
     out.add(f"moves_{outcome.kind}")
     out.add("events_skipped", outcome.skipped)
     out.owner[aid] = pid

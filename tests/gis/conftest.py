@@ -1,0 +1,145 @@
+"""Helpers for the GIS -> customer.io tests: a small sandbox world, the truth it implies
+(computed here from the world's status histories, independently of worker/gis_sync),
+and waiting for runs."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from worker.gis_sync import state
+from worker.settings import get_settings
+
+LC = "1340"
+WORLD = {"seed": 3, "people": 80, "applications": 240}
+WINDOW = 72 * 3600
+
+# The contract's ladder (api-contracts.md s.4): status -> (step, event type).
+TABLE = {"open": (1, "applied"), "applied": (1, "applied"),
+         "approved_ep_manager": (1, "applied"), "approved_tn_manager": (1, "applied"),
+         "accepted": (2, "accepted"), "matched": (2, "accepted"), "approved": (3, "approved"),
+         "realized": (4, "realized"), "completed": (5, "completed"),
+         "finished": (5, "completed"), "withdrawn": (-1, "withdrawn"),
+         "rejected": (-2, "rejected"), "declined": (-2, "rejected")}
+STEP_TYPE = {1: "applied", 2: "accepted", 3: "approved", 4: "realized", 5: "completed"}
+OFF_LADDER = {"break_approved", "approval_broken", "realization_broken"}
+PROGRAMMES = {"GV", "GTA", "GTE", "GCDP", "GIP", "GE", "TMP", "TLP"}
+
+
+def unix(value: str) -> int:
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+
+
+def person_ok(person: dict[str, Any]) -> bool:
+    if not person.get("email"):
+        return False
+    if person.get("dob"):
+        try:
+            date.fromisoformat(person["dob"])
+        except ValueError:
+            return False
+    return True
+
+
+class Truth:
+    """What the sandbox world says the fleet must send."""
+
+    def __init__(self, admin) -> None:
+        self.people = {p["id"]: p for p in admin.world_people()}
+        apps = admin.world_applications()
+        self.apps = {a["id"]: a for a in apps
+                     if a["person_home_lc"] == LC or a["opportunity"]["home_lc"]["id"] == LC}
+
+    def in_scope_people(self) -> set[str]:
+        home = {pid for pid, p in self.people.items() if p["home_lc"]["id"] == LC}
+        return home | {a["person_id"] for a in self.apps.values()}
+
+    def valid_people(self) -> set[str]:
+        return {pid for pid in self.in_scope_people() if person_ok(self.people[pid])}
+
+    def app_ok(self, app: dict[str, Any]) -> bool:
+        return (app["status"] in TABLE or app["status"] in OFF_LADDER) and \
+            app["opportunity"]["programme"]["short_name"].upper() in PROGRAMMES and \
+            person_ok(self.people[app["person_id"]])
+
+    def history_events(self, app: dict[str, Any]) -> list[tuple[str, str, int]]:
+        """(application id, event name, timestamp) of every transition, in order."""
+        prefix = app["opportunity"]["programme"]["short_name"].upper()
+        out, previous = [], 0
+        for entry in app["history"]:
+            rung = TABLE.get(entry["status"])
+            if rung is None:
+                continue
+            step, kind = rung
+            at = unix(entry["at"])
+            if step < 0:
+                out.append((app["id"], prefix + kind, at))
+            elif step > previous:
+                out += [(app["id"], prefix + STEP_TYPE[s], at)
+                        for s in range(max(previous, 0) + 1, step + 1)]
+            previous = step
+        return out
+
+    def all_events(self) -> dict[str, list[tuple[str, str, int]]]:
+        """person id -> events of the valid in-scope applications, in order."""
+        out: dict[str, list[tuple[str, str, int]]] = {}
+        for app in self.apps.values():
+            if self.app_ok(app):
+                out.setdefault(app["person_id"], []).extend(self.history_events(app))
+        return out
+
+
+def received(admin) -> dict[str, list[tuple[str, str, int]]]:
+    """person id -> (application id, name, timestamp) as the sandbox recorded them."""
+    events = admin.customerio_events()["events"]
+    return {pid: [(e["data"]["application_id"], e["name"], e["timestamp"]) for e in evs]
+            for pid, evs in events.items()}
+
+
+def flat(events: dict[str, list[tuple[str, str, int]]]) -> set[tuple[str, str, int]]:
+    return {e for evs in events.values() for e in evs}
+
+
+def wait_run(run_id: str, timeout: float = 60) -> dict[str, Any]:
+    """The run's summary, once gis.finish_scan wrote it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for run in state.runs(50):
+            if run["run"] == run_id:
+                return run
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} has no summary after {timeout}s")
+
+
+def scan(app, timeout: float = 60) -> dict[str, Any]:
+    """Run gis.scan on the real worker and wait for its run summary."""
+    started = app.send_task("gis.scan").get(timeout=timeout)
+    assert started["status"] == "started", started
+    return wait_run(started["run"], timeout)
+
+
+def assert_clean(admin) -> dict[str, Any]:
+    """Everything the fleet sent validated against the vendor spec; no budget broken."""
+    stats = admin.stats()
+    assert stats["rejected"].get("customerio", {}).get("schema", 0) == 0, stats["rejected"]
+    assert stats["over_budget"].get("customerio", 0) == 0
+    assert stats["early_after_429"].get("customerio", 0) == 0
+    return stats
+
+
+@pytest.fixture
+def gis_world(sandbox_env, monkeypatch):
+    """The sandbox with a small LC world; settings re-read from the env."""
+    sandbox_env.admin.reset({"world": WORLD})
+    monkeypatch.setenv("GIS_BATCH_THRESHOLD", "150")
+    monkeypatch.setenv("GIS_BATCH_SIZE", "100")
+    get_settings.cache_clear()
+    yield sandbox_env
+    get_settings.cache_clear()
+
+
+def now() -> float:
+    return datetime.now(UTC).timestamp()

@@ -1,0 +1,262 @@
+"""GIS -> customer.io end to end: real worker, real Redis, the sandbox over HTTP."""
+
+from __future__ import annotations
+
+from ulid import ULID
+
+from tests.gis.conftest import (
+    WINDOW,
+    Truth,
+    assert_clean,
+    flat,
+    now,
+    received,
+    scan,
+    unix,
+    wait_run,
+)
+from worker.gis_sync import state
+
+MARGIN = 300  # seconds around the cold-start window edge that may fall either way
+
+
+def test_initial_sync_identifies_everyone_and_sends_only_recent_transitions(
+        fleet_app, fleet_worker, gis_world):
+    admin = gis_world.admin
+    truth = Truth(admin)
+    run = scan(fleet_app)
+    assert run["cold_start"] is True
+
+    profiles = admin.customerio_profiles()["profiles"]
+    assert set(profiles) == truth.valid_people()
+    for pid in truth.valid_people():
+        person, profile = truth.people[pid], profiles[pid]
+        assert profile["email"] == person["email"]
+        assert profile["created_at"] == unix(person["created_at"])
+        assert profile["first_name"] == person["first_name"]
+        assert profile["home_lc"] == person["home_lc"]["name"]
+        assert profile.get("birthday") == person.get("dob")
+        assert None not in profile.values()
+    # Malformed people are reported with id and reason, and kept for retry.
+    bad = truth.in_scope_people() - truth.valid_people()
+    assert bad
+    reported = {e["id"]: e["reason"] for e in run["errors"] if e["kind"] == "person"}
+    home_bad = {pid for pid in bad if truth.people[pid]["home_lc"]["id"] == "1340"}
+    assert home_bad and home_bad <= set(reported)
+    assert all(reported[pid] in ("no email", "invalid email") or
+               reported[pid].startswith("invalid dob") for pid in home_bad)
+    assert {f"person:{pid}" for pid in home_bad} <= set(state.failures())
+    # A visitor known only through an application: the application carries the reason.
+    app_reasons = " ".join(e["reason"] for e in run["errors"] if e["kind"] == "application")
+    assert all(f"person {pid}:" in app_reasons for pid in bad - home_bad)
+
+    sent = flat(received(admin))
+    edge = now() - WINDOW
+    history = flat(truth.all_events())
+    surely = {e for e in history if e[2] >= edge + MARGIN}
+    maybe = {e for e in history if e[2] >= edge - MARGIN}
+    assert surely and surely <= sent <= maybe
+    assert run["events_sent"] == len(sent)
+    assert admin.customerio_events()["duplicates"] == 0
+    assert_clean(admin)
+
+
+def test_backfill_sends_every_history_in_order_and_repeats_the_same_ids(
+        fleet_app, fleet_worker, gis_world):
+    admin = gis_world.admin
+    truth = Truth(admin)
+    started = fleet_app.send_task("gis.backfill", kwargs={}).get(timeout=30)
+    first = wait_run(started["run"])
+    assert first["kind"] == "backfill"
+
+    expected = truth.all_events()
+    got = received(admin)
+    assert set(got) == set(expected)
+    for pid, events in expected.items():
+        # Per application, in order, with the history's names and timestamps.
+        for aid in {e[0] for e in events}:
+            assert [e for e in got[pid] if e[0] == aid] == [e for e in events if e[0] == aid]
+    raw = admin.customerio_events()["events"]
+    ids = {e["id"] for evs in raw.values() for e in evs}
+    assert all(ULID.from_str(i).milliseconds == e["timestamp"] * 1000
+               for evs in raw.values() for e in evs for i in [e["id"]])
+
+    again = fleet_app.send_task("gis.backfill", kwargs={"since": None}).get(timeout=30)
+    wait_run(again["run"])
+    after = admin.customerio_events()
+    assert {e["id"] for evs in after["events"].values() for e in evs} == ids
+    assert after["duplicates"] == len(ids)  # every repeat carried an id already received
+    assert_clean(admin)
+
+
+def test_second_scan_without_changes_sends_nothing_and_reads_only_changes(
+        fleet_app, fleet_worker, gis_world):
+    admin = gis_world.admin
+    scan(fleet_app)
+    marks = state.marks()
+    admin.clear_requests()
+    run = scan(fleet_app)
+    assert run["cold_start"] is False
+    assert admin.requests(api="customerio") == []
+    assert run.get("people_updated", 0) == 0 and run.get("events_sent", 0) == 0
+    gis_calls = admin.requests(api="gis")
+    assert len(gis_calls) == 3 == run["gis_calls"]  # people, applications, incoming
+    overlap = 600
+    for call in gis_calls:
+        filters = call["body"]["variables"]["filters"]
+        lower = unix(filters["last_interaction"]["from"])
+        assert lower in {unix(m) - overlap for m in marks.values()}
+        rows = call["status"] == 200
+        assert rows
+    assert_clean(admin)
+
+
+def test_advancing_the_world_sends_exactly_the_new_transitions(
+        fleet_app, fleet_worker, gis_world):
+    admin = gis_world.admin
+    scan(fleet_app)
+    before_truth = flat(Truth(admin).all_events())
+    before = received(admin)
+    identifies = admin.customerio_profiles()["identifies"]
+    moved = admin.advance(share=0.15, people_share=0.1, seed=11)
+    truth = Truth(admin)
+    run = scan(fleet_app)
+
+    edge = now() - WINDOW
+    expected = {e for e in flat(truth.all_events()) - before_truth if e[2] >= edge}
+    new = flat(received(admin)) - flat(before)
+    assert expected and new == expected
+    assert admin.customerio_events()["duplicates"] == 0
+    assert run["events_sent"] == len(expected)
+    kinds = {k for k in run if k.startswith("moves_")}
+    assert "moves_forward" in kinds and ("moves_backward" in kinds or "moves_withdrawn" in kinds)
+
+    # Edited people: their profiles match GIS now; nobody else was identified again.
+    # (People of other LCs are read through their applications: their edits arrive
+    # with their next application change.)
+    profiles = admin.customerio_profiles()
+    edited = set(moved["people_edited"]) & truth.valid_people()
+    home_edited = {pid for pid in edited if truth.people[pid]["home_lc"]["id"] == "1340"}
+    again = {pid for pid, n in profiles["identifies"].items() if n > identifies.get(pid, 0)}
+    assert again and again <= edited
+    for pid in home_edited | again:
+        person, profile = truth.people[pid], profiles["profiles"][pid]
+        assert (profile.get("last_name"), profile.get("status"), profile.get("interviewed"),
+                profile.get("nps_score")) == (person["last_name"], person["status"],
+                                              person["interviewed"], person["nps_score"])
+    assert_clean(admin)
+
+
+def test_overlapping_scans_one_runs_the_other_is_skipped(fleet_app, fleet_worker, gis_world):
+    gis_world.admin.faults("gis", latency_ms=400)
+    first = fleet_app.send_task("gis.scan")
+    second = fleet_app.send_task("gis.scan")
+    results = [first.get(timeout=60), second.get(timeout=60)]
+    assert sorted(r["status"] for r in results) == ["skipped", "started"]
+    run = next(r for r in results if r["status"] == "started")
+    wait_run(run["run"])
+    assert not state.r().exists(state.SCAN_LOCK)  # released in finally
+
+
+def test_redis_state_lost_between_scans_sends_no_flood(
+        fleet_app, fleet_worker, gis_world, redis_client):
+    from tests.conftest import clear_fleet_state
+
+    admin = gis_world.admin
+    scan(fleet_app)
+    first = admin.customerio_events()
+    ids = {e["id"] for evs in first["events"].values() for e in evs}
+    clear_fleet_state(redis_client)  # every sf:* key gone: looks like a first run
+    run = scan(fleet_app)
+    assert run["cold_start"] is True
+    after = admin.customerio_events()
+    assert {e["id"] for evs in after["events"].values() for e in evs} == ids
+    assert after["duplicates"] <= len(ids)  # only the recent window, under the same ids
+    assert_clean(admin)
+
+
+def test_429_and_5xx_are_retried_until_everything_arrives(fleet_app, fleet_worker, gis_world):
+    admin = gis_world.admin
+    truth = Truth(admin)
+    admin.faults("customerio", burst_429=3, retry_after=1, error_rate=0.15,
+                 error_statuses=[500, 503])
+    admin.faults("gis", error_rate=0.15, error_statuses=[502])
+    run = scan(fleet_app, timeout=120)
+    profiles = admin.customerio_profiles()["profiles"]
+    assert set(profiles) == truth.valid_people()
+    edge = now() - WINDOW
+    history = flat(truth.all_events())
+    surely = {e for e in history if e[2] >= edge + MARGIN}
+    assert surely <= flat(received(admin))
+    stats = admin.stats()
+    assert stats["rejected"]["customerio"]["schema"] == 0
+    assert stats["over_budget"]["customerio"] == 0
+    calls = admin.requests(api="customerio")
+    statuses = [r["status"] for r in calls]
+    assert statuses.count(429) == 3 and any(s >= 500 for s in statuses)
+    # Nothing sent inside a Retry-After window once the 429 had time to reach the
+    # fleet (0.1 s). The sandbox's own early_after_429 also counts requests that were
+    # already in flight when it answered 429: at most the worker's 4 threads - 1.
+    limited = [r["ts"] for r in calls if r["status"] == 429]
+    early = [r for r in calls if any(t + 0.1 < r["ts"] < t + 1.0 for t in limited)]
+    assert early == []
+    assert stats["early_after_429"]["customerio"] <= 3
+    home_bad = {pid for pid in truth.in_scope_people() - truth.valid_people()
+                if truth.people[pid]["home_lc"]["id"] == "1340"}
+    assert run["people_failed"] == len(home_bad)  # retries counted nothing twice
+
+
+def test_gis_401_stops_the_scan_with_the_credential_named_and_no_retries(
+        fleet_app, fleet_worker, gis_world, monkeypatch):
+    from worker.settings import get_settings
+
+    monkeypatch.setenv("GIS_ACCESS_TOKEN", "not-the-token")
+    monkeypatch.delenv("GIS_REFRESH_TOKEN", raising=False)
+    get_settings.cache_clear()
+    result = fleet_app.send_task("gis.scan")
+    try:
+        result.get(timeout=30)
+        raise AssertionError("the scan should have failed")
+    except Exception as exc:  # the worker's AuthError, re-raised here
+        assert "GIS_ACCESS_TOKEN" in str(exc)
+    assert result.state == "FAILURE"
+    import time
+
+    time.sleep(2)  # a retry, if any, would show up here
+    assert len(gis_world.admin.requests(api="gis")) == 1
+    assert gis_world.admin.requests(api="customerio") == []
+    assert "GIS_ACCESS_TOKEN" in state.runs(1)[0]["error"]
+
+
+def test_expired_gis_token_is_refreshed_once(fleet_app, fleet_worker, gis_world):
+    admin = gis_world.admin
+    admin.gis_expire_token()
+    scan(fleet_app)
+    refreshes = [r for r in admin.requests(api="gis") if r["path"].endswith("/oauth/token")]
+    assert len(refreshes) == 1
+    assert admin.customerio_profiles()["profiles"]
+
+
+def test_customerio_401_halts_the_run_without_a_retry_storm(
+        fleet_app, fleet_worker, gis_world, monkeypatch):
+    from worker.settings import get_settings
+
+    monkeypatch.setenv("CUSTOMERIO_API_KEY", "wrong-key")
+    get_settings.cache_clear()
+    run = scan(fleet_app)
+    assert "CUSTOMERIO_API_KEY" in run["halted"]
+    calls = gis_world.admin.requests(api="customerio")
+    assert 1 <= len(calls) <= 4 and all(c["status"] == 401 for c in calls)  # <= concurrency
+
+
+def test_dry_run_sends_nothing_and_writes_no_state(
+        fleet_app, fleet_worker, gis_world, monkeypatch):
+    from worker.settings import get_settings
+
+    monkeypatch.setenv("DRY_RUN", "true")
+    get_settings.cache_clear()
+    run = scan(fleet_app)
+    assert run["dry_run"] is True and run["events_sent"] > 0  # what would have been sent
+    assert gis_world.admin.requests(api="customerio") == []
+    assert not state.has_baseline() and not state.marks()
+    assert not state.r().exists(state.SENT) and not state.r().exists(state.STEPS)
