@@ -18,9 +18,10 @@ Build each route with `ctx.route(api, method, path, handler, auth=..., bulk=Fals
 
 `ctx.route` wraps the handler so that, for every request, in this order:
 latency fault -> timeout fault (never answers) -> auth (401 counted as rejected "auth")
--> early_after_429 bookkeeping -> burst_429 fault -> rate budget (429 + Retry-After,
-counted in over_budget and rejected "rate") -> html_error / 5xx faults (the handler does
-not run) -> handler -> truncated / non_json faults (the handler ran, the body is spoiled).
+-> early_after_429 / ignored_retry_after bookkeeping -> burst_429 fault -> rate budget
+(429 + Retry-After, counted in over_budget and rejected "rate") -> html_error / 5xx faults
+(the handler does not run) -> handler -> truncated / non_json faults (the handler ran, the
+body is spoiled).
 Every request is recorded (api, method, path, query, identity, status, body, ts) and
 counted under "METHOD /path/template" (the template as given to ctx.route, without the
 /<api> prefix).
@@ -111,6 +112,12 @@ class Limits:
                 setattr(self, name, values[name])
 
 
+# early_after_429 counts every request inside a Retry-After, including those already in
+# flight (or sent by another thread before the 429 reached the client's shared cool-down);
+# ignored_retry_after only those that arrived more than this after the last 429: a client
+# had time to know.
+REACTION_GRACE = 0.1
+
 # Loopback jitter: requests a client spaced exactly at its budget can arrive a few ms
 # closer together; the window is this much shorter than its period to absorb that.
 WINDOW_GRACE = 0.03
@@ -160,7 +167,9 @@ class ApiState:
         self.rejected: Counter[str] = Counter({r: 0 for r in REJECT_REASONS})
         self.over_budget = 0
         self.early_after_429 = 0
-        self.retry_until: dict[str, float] = {}  # identity -> monotonic deadline
+        self.ignored_retry_after = 0
+        # identity -> (monotonic time of the last 429 sent, end of its Retry-After)
+        self.retry_until: dict[str, tuple[float, float]] = {}
         self.error_body: Callable[[int, str], Any] = lambda status, message: {"error": message}
         self.headers_hook: Callable[[ApiState, float], dict[str, str]] | None = None
         self.windows: list[Window] = []
@@ -182,6 +191,7 @@ class ApiState:
         self.rejected = Counter({r: 0 for r in REJECT_REASONS})
         self.over_budget = 0
         self.early_after_429 = 0
+        self.ignored_retry_after = 0
         self.retry_until.clear()
 
     def budget_info(self, now: float) -> tuple[int, int, float, str] | None:
@@ -349,6 +359,7 @@ class Sandbox:
             "rejected": {n: dict(s.rejected) for n, s in self.apis.items()},
             "over_budget": {n: s.over_budget for n, s in self.apis.items()},
             "early_after_429": {n: s.early_after_429 for n, s in self.apis.items()},
+            "ignored_retry_after": {n: s.ignored_retry_after for n, s in self.apis.items()},
         }
 
     def faults_of(self, name: str) -> dict[str, Any]:
@@ -412,10 +423,12 @@ class Sandbox:
             call.identity = who
         now = time.monotonic()
         identity = call.identity or ""
-        until = state.retry_until.get(identity)
-        if until is not None:
-            if now < until:
+        window = state.retry_until.get(identity)
+        if window is not None:
+            if now < window[1]:
                 state.early_after_429 += 1
+                if now > window[0] + REACTION_GRACE:
+                    state.ignored_retry_after += 1
             else:
                 del state.retry_until[identity]
         if faults.burst_429 > 0:
@@ -443,7 +456,7 @@ class Sandbox:
 
     def _too_many(self, state: ApiState, identity: str, now: float, wait: float) -> Response:
         seconds = max(1, math.ceil(wait))
-        state.retry_until[identity] = now + seconds
+        state.retry_until[identity] = (now, now + seconds)
         return JSONResponse(state.error_body(429, "API limit reached"), status_code=429,
                             headers={"Retry-After": str(seconds)})
 

@@ -164,6 +164,20 @@ def test_burst_429_then_recovery(sandbox_env, cio) -> None:
     assert stats["rejected"]["customerio"]["rate"] == 3
     assert stats["over_budget"]["customerio"] == 0  # a burst is not the client's fault
     assert stats["early_after_429"]["customerio"] == 3  # all sent within the Retry-After
+    assert stats["ignored_retry_after"]["customerio"] == 0  # ...but right after each 429
+
+
+def test_ignored_retry_after_counts_only_requests_a_client_had_time_to_hold(sandbox_env,
+                                                                          cio) -> None:
+    sb = sandbox_env
+    sb.admin.faults("customerio", burst_429=1, retry_after=2)
+    assert identify(cio, sb, "1").status_code == 429
+    assert identify(cio, sb, "2").status_code == 200  # at once: could have been in flight
+    time.sleep(0.3)
+    assert identify(cio, sb, "3").status_code == 200  # 0.3 s later: ignored the 429
+    stats = sb.admin.stats()
+    assert stats["early_after_429"]["customerio"] == 2
+    assert stats["ignored_retry_after"]["customerio"] == 1
 
 
 def test_timeout_fault_never_answers(sandbox_env, cio) -> None:
