@@ -279,6 +279,9 @@ class World:
             else:
                 person, opp = rng.choice(home_people), rng.choice(away_opps)
             self.applications.append(self._application(8_000_000 + i * 11, person, opp, i))
+        for app in self.applications:  # nobody applies before signing up
+            if app.created_ts < app.person.created_ts:
+                app.person.created_ts = app.created_ts - rng.randint(HOUR, 30 * DAY)
 
     def _person(self, pid: int, lc: Office, i: int) -> Person:
         rng, now = self.rng, self.now

@@ -262,6 +262,7 @@ def test_world_histories_follow_the_ladder() -> None:
         if STEP.get(app["status"], 0) >= 4:
             assert app["experience_start_date"] == app["date_realized"]
 
+    assert all(a.person.created_ts < a.created_ts for a in world.applications)
     apps = [a.to_json() for a in world.applications]
     recent = sum(now - ts(a["updated_at"]) < timedelta(hours=72) for a in apps)
     assert 0.02 < recent / len(apps) < 0.09  # "about 5%" within the last 72 h
