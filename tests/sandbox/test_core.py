@@ -120,22 +120,22 @@ def test_requests_spaced_within_budget_are_never_refused(sandbox_env, cio) -> No
     sb.admin.limits("customerio", rps=20)
     for i in range(25):
         assert identify(cio, sb, str(i)).status_code == 200
-        time.sleep(0.05)
+        time.sleep(0.06)
     assert sb.admin.stats()["over_budget"]["customerio"] == 0
 
 
 # --- faults --------------------------------------------------------------------------------
 def test_latency_fault_delays_answers(sandbox_env, cio) -> None:
     sb = sandbox_env
-    sb.admin.faults("customerio", latency_ms=200, latency_jitter_ms=100)
+    sb.admin.faults("customerio", latency_ms=400, latency_jitter_ms=100)
     started = time.monotonic()
     assert identify(cio, sb).status_code == 200
     elapsed = time.monotonic() - started
-    assert 0.2 <= elapsed < 1.5
+    assert 0.4 <= elapsed < 2
     sb.admin.clear_faults("customerio")
     started = time.monotonic()
     identify(cio, sb)
-    assert time.monotonic() - started < 0.2
+    assert time.monotonic() - started < 0.3
 
 
 def test_error_rate_answers_a_share_of_5xx_without_side_effects(sandbox_env, cio) -> None:
