@@ -133,7 +133,7 @@ def assert_clean(admin) -> dict[str, Any]:
 @pytest.fixture
 def gis_world(sandbox_env, monkeypatch):
     """The sandbox with a small LC world; settings re-read from the env."""
-    sandbox_env.admin.reset({"world": WORLD})
+    sandbox_env.admin.reset(WORLD)
     monkeypatch.setenv("GIS_BATCH_THRESHOLD", "150")
     monkeypatch.setenv("GIS_BATCH_SIZE", "100")
     get_settings.cache_clear()
