@@ -1,0 +1,72 @@
+"""Helpers for the Segment -> Voucherify tests: a small world, runs, summaries."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from celery.backends.redis import ResultConsumer
+
+from worker.segment_migration import state
+from worker.segment_migration.tasks import new_run_id
+
+PROFILES = 120  # small world: every test stays a few seconds
+
+
+@pytest.fixture
+def seg_env(sandbox_env, monkeypatch):
+    """The sandbox with a small profile world, generous Segment budgets (the budget tests
+    set their own), small slices and several chords per run."""
+    sandbox_env.admin.reset({"seed": 1, "profiles": PROFILES, "people": 10,
+                             "applications": 10})
+    sandbox_env.admin.limits("segment", rps=400)
+    for name, value in {"SEGMENT_MAX_RPS": "400", "SEGMENT_SLICE_SIZE": "20",
+                        "SEGMENT_SLICES_PER_CHORD": "2", "VOUCHERIFY_MAX_RPM": "600"}.items():
+        monkeypatch.setenv(name, value)
+    return sandbox_env
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def start_run(app, run_id: str | None = None, **kwargs: Any) -> str:
+    """Send segment.migrate with a run id chosen here (no result subscription needed)."""
+    run_id = run_id or new_run_id()
+    app.send_task("segment.migrate", kwargs={"run_id": run_id, **kwargs})
+    return run_id
+
+
+def run_migration(app, timeout: float = 60, **kwargs: Any) -> dict[str, Any]:
+    """segment.migrate through the fleet, then wait for the run's summary."""
+    return wait_summary(start_run(app, **kwargs), timeout)
+
+
+def wait_summary(run_id: str, timeout: float = 60) -> dict[str, Any]:
+    return wait_for(lambda: state.get_summary(run_id), timeout, f"summary of {run_id}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _unsubscribe_results_before_redis_stops():
+    """Starting a chord on Redis subscribes the starting thread's result backend to each
+    header result (celery's apply_chord builds a GroupResult with a ready barrier); the
+    in-process worker's threads keep those until exit, after the private Redis is gone,
+    where each unsubscribe retries for 20 s. Drop them while Redis still runs."""
+    yield
+    gc.collect()
+    for consumer in [o for o in gc.get_objects() if isinstance(o, ResultConsumer)]:
+        with consumer._locked():
+            if consumer._pubsub is not None and consumer.subscribed_to:
+                with contextlib.suppress(Exception):
+                    consumer._pubsub.unsubscribe(*consumer.subscribed_to)
+            consumer.subscribed_to.clear()

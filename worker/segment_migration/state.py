@@ -1,0 +1,266 @@
+"""A migration run's state in Redis: everything a crash, a redelivery or a resume needs.
+
+Keys (all through `worker.store.key`, so under `sf:seg:run:{run_id}`):
+
+    sf:seg:runs                     zset run_id -> start time (the list of runs)
+    sf:seg:run:{id}                 hash: the run record (settings, status, walk checkpoint)
+    sf:seg:run:{id}:slice:{n}       JSON list of the slice's segment ids (stored by the walk)
+    sf:seg:run:{id}:results         hash n -> the slice's result record (JSON)
+    sf:seg:run:{id}:counts          hash n -> the slice's counts (JSON), for cheap progress
+    sf:seg:run:{id}:done            set of slices that completed (skipped on resume)
+    sf:seg:run:{id}:finished        set of slices with an outcome in the current attempt
+    sf:seg:run:{id}:calls           hash service -> requests made (all attempts)
+    sf:seg:run:{id}:mapped:{n}      JSON checkpoint: the slice's mapped customers (a retry or
+                                    a redelivery does not fetch Segment again); deleted at the end
+    sf:seg:run:{id}:actions:{n}     hash chunk -> async action id, chunk:outcome -> its outcome
+                                    (a redone slice polls the action it sent, never re-sends)
+    sf:seg:run:{id}:summary         JSON, written once (SET NX)
+    sf:seg:run:{id}:summary:{k}     the summary of attempt k, kept when a resume starts k+1
+
+A slice is *done* when it completed (its customers were sent and their async actions
+reported, even if some customers failed there); a slice that could not complete (retries
+exhausted, a 4xx for the whole request, a failed async action, a 401) is *finished* but
+not done, so a resume redoes it. The run is complete when every planned slice is finished
+(or, after a 401 stopped the run, every launched slice is).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from worker import store
+
+MAPPED_TTL = 7 * 24 * 3600  # checkpoints of slices that never finish go away on their own
+COUNT_FIELDS = ("profiles", "sent", "upserted", "skipped", "failed", "warnings")
+
+
+def _k(run_id: str, *parts: object) -> str:
+    return store.key("seg", "run", run_id, *parts)
+
+
+def _r() -> redis.Redis:
+    return store.client()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# --- the run record --------------------------------------------------------------------
+
+def create_run(run_id: str, slice_size: int, dry_run: bool) -> bool:
+    """Create the run record; False if the run exists (then it is a resume)."""
+    r = _r()
+    if not r.hsetnx(_k(run_id), "run_id", run_id):
+        return False
+    started = time.time()
+    r.hset(_k(run_id), mapping={
+        "started_at": now_iso(), "started_ts": started, "slice_size": slice_size,
+        "dry_run": int(dry_run), "status": "planning", "attempt": 1, "cursor": "0",
+        "slices": 0, "launched": 0, "walk_done": 0, "buffer": "[]"})
+    r.zadd(store.key("seg", "runs"), {run_id: started})
+    return True
+
+
+def get_run(run_id: str) -> dict[str, Any] | None:
+    raw = _r().hgetall(_k(run_id))
+    if not raw:
+        return None
+    run: dict[str, Any] = dict(raw)
+    for name in ("slice_size", "slices", "launched", "attempt"):
+        run[name] = int(run.get(name) or 0)
+    for name in ("dry_run", "walk_done"):
+        run[name] = run.get(name) == "1"
+    run["started_ts"] = float(run.get("started_ts") or 0)
+    run["buffer"] = json.loads(run.get("buffer") or "[]")
+    return run
+
+
+def update_run(run_id: str, **fields: Any) -> None:
+    values = {k: (int(v) if isinstance(v, bool) else v) for k, v in fields.items()}
+    _r().hset(_k(run_id), mapping=values)
+
+
+def save_walk(run_id: str, cursor: str | None, slices: int, buffer: list[str],
+              walk_done: bool) -> None:
+    """The walk's checkpoint: where to continue, and the ids not yet in a slice."""
+    update_run(run_id, cursor=cursor or "", slices=slices, buffer=dumps(buffer),
+               walk_done=walk_done)
+
+
+def stop(run_id: str, message: str) -> None:
+    """A 401 (or another run-wide failure) stops the run; the first message stays."""
+    r = _r()
+    r.hsetnx(_k(run_id), "error", message)
+    r.hset(_k(run_id), "status", "stopped")
+
+
+def stopped(run_id: str) -> str | None:
+    run = _r().hmget(_k(run_id), "status", "error")
+    return (run[1] or "stopped") if run[0] == "stopped" else None
+
+
+def list_runs(limit: int = 20) -> list[str]:
+    return list(_r().zrevrange(store.key("seg", "runs"), 0, limit - 1))
+
+
+# --- slices ----------------------------------------------------------------------------
+
+def store_slice_ids(run_id: str, slice_no: int, ids: list[str]) -> None:
+    _r().set(_k(run_id, "slice", slice_no), dumps(ids))
+
+
+def slice_ids(run_id: str, slice_no: int) -> list[str]:
+    raw = _r().get(_k(run_id, "slice", slice_no))
+    return json.loads(raw) if raw else []
+
+
+def slice_outcome(run_id: str, slice_no: int) -> dict[str, Any] | None:
+    """The stored record if the slice already has an outcome in this attempt."""
+    r = _r()
+    if not r.sismember(_k(run_id, "finished"), slice_no):
+        return None
+    raw = r.hget(_k(run_id, "results"), slice_no)
+    return json.loads(raw) if raw else None
+
+
+def finish_slice(run_id: str, record: dict[str, Any]) -> None:
+    """Store a slice's record, counts and markers in one transaction."""
+    n = record["slice"]
+    counts = {name: record.get(name) if isinstance(record.get(name), int)
+              else len(record.get(name) or []) for name in COUNT_FIELDS}
+    with _r().pipeline(transaction=True) as pipe:
+        pipe.hset(_k(run_id, "results"), n, dumps(record))
+        pipe.hset(_k(run_id, "counts"), n, dumps(counts))
+        pipe.sadd(_k(run_id, "finished"), n)
+        if record.get("ok"):
+            pipe.sadd(_k(run_id, "done"), n)
+        else:
+            pipe.srem(_k(run_id, "done"), n)
+        pipe.delete(_k(run_id, "mapped", n))
+        pipe.execute()
+
+
+def done_slices(run_id: str) -> set[int]:
+    return {int(n) for n in _r().smembers(_k(run_id, "done"))}
+
+
+def finished_slices(run_id: str) -> set[int]:
+    return {int(n) for n in _r().smembers(_k(run_id, "finished"))}
+
+
+def all_results(run_id: str) -> dict[int, dict[str, Any]]:
+    raw = _r().hgetall(_k(run_id, "results"))
+    return {int(n): json.loads(v) for n, v in raw.items()}
+
+
+def add_calls(run_id: str, segment: int = 0, voucherify: int = 0) -> None:
+    with _r().pipeline(transaction=False) as pipe:
+        if segment:
+            pipe.hincrby(_k(run_id, "calls"), "segment", segment)
+        if voucherify:
+            pipe.hincrby(_k(run_id, "calls"), "voucherify", voucherify)
+        pipe.execute()
+
+
+def calls(run_id: str) -> dict[str, int]:
+    raw = _r().hgetall(_k(run_id, "calls"))
+    return {"segment": int(raw.get("segment", 0)), "voucherify": int(raw.get("voucherify", 0))}
+
+
+# --- checkpoints inside a slice --------------------------------------------------------
+
+def save_mapped(run_id: str, slice_no: int, batch: dict[str, Any]) -> None:
+    _r().set(_k(run_id, "mapped", slice_no), dumps(batch), ex=MAPPED_TTL)
+
+
+def get_mapped(run_id: str, slice_no: int) -> dict[str, Any] | None:
+    raw = _r().get(_k(run_id, "mapped", slice_no))
+    return json.loads(raw) if raw else None
+
+
+def actions(run_id: str, slice_no: int) -> dict[str, str]:
+    return _r().hgetall(_k(run_id, "actions", slice_no))
+
+
+def save_action(run_id: str, slice_no: int, name: str, value: str) -> None:
+    r = _r()
+    r.hset(_k(run_id, "actions", slice_no), name, value)
+    r.expire(_k(run_id, "actions", slice_no), MAPPED_TTL)
+
+
+def clear_actions(run_id: str, slice_no: int) -> None:
+    _r().delete(_k(run_id, "actions", slice_no))
+
+
+# --- completion, resume, summary -------------------------------------------------------
+
+def is_complete(run: dict[str, Any], finished: set[int]) -> bool:
+    if run.get("status") == "stopped":
+        return all(n in finished for n in range(run["launched"]))
+    return run["walk_done"] and all(n in finished for n in range(run["slices"]))
+
+
+def begin_resume(run_id: str) -> list[int]:
+    """Start the next attempt: keep the summary of the last one aside, forget the
+    outcomes of slices that did not complete. Returns the slices to redo (those
+    planned, not done); the walk continues if it had not ended."""
+    r = _r()
+    run = get_run(run_id) or {}
+    attempt = run.get("attempt", 1)
+    summary = r.get(_k(run_id, "summary"))
+    with r.pipeline(transaction=True) as pipe:
+        if summary is not None:
+            pipe.set(_k(run_id, "summary", attempt), summary)
+            pipe.delete(_k(run_id, "summary"))
+        pipe.delete(_k(run_id, "finished"))
+        pipe.sunionstore(_k(run_id, "finished"), [_k(run_id, "done")])
+        pipe.hdel(_k(run_id), "error", "finished_at")
+        pipe.hset(_k(run_id), mapping={"status": "planning", "attempt": attempt + 1,
+                                       "launched": 0, "resumed_at": now_iso()})
+        pipe.execute()
+    done = done_slices(run_id)
+    return [n for n in range(run.get("slices", 0)) if n not in done]
+
+
+def save_summary(run_id: str, summary: dict[str, Any]) -> bool:
+    """Write the summary once; False if it already exists (a second delivery)."""
+    created = _r().set(_k(run_id, "summary"), dumps(summary), nx=True)
+    if created:
+        update_run(run_id, status="done" if summary.get("status") != "stopped" else "stopped",
+                   finished_at=summary.get("finished_at", now_iso()))
+    return bool(created)
+
+
+def get_summary(run_id: str) -> dict[str, Any] | None:
+    raw = _r().get(_k(run_id, "summary"))
+    return json.loads(raw) if raw else None
+
+
+def progress(run_id: str) -> dict[str, Any] | None:
+    """Slices done of total and the counts so far; cheap enough to poll every second."""
+    run = get_run(run_id)
+    if run is None:
+        return None
+    r = _r()
+    totals = dict.fromkeys(COUNT_FIELDS, 0)
+    for raw in r.hvals(_k(run_id, "counts")):
+        for name, value in json.loads(raw).items():
+            totals[name] = totals.get(name, 0) + int(value or 0)
+    return {
+        "run_id": run_id, "status": run.get("status"), "error": run.get("error"),
+        "attempt": run["attempt"], "dry_run": run["dry_run"],
+        "started_at": run.get("started_at"), "walk_done": run["walk_done"],
+        "slices_total": run["slices"], "slices_finished": r.scard(_k(run_id, "finished")),
+        "slices_done": r.scard(_k(run_id, "done")), "counts": totals,
+        "calls": calls(run_id), "summary_ready": bool(r.exists(_k(run_id, "summary"))),
+    }

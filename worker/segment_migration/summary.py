@@ -1,0 +1,66 @@
+"""The run's summary: what happened to every profile, built from the stored slice records.
+
+Format (JSON, stored at sf:seg:run:{id}:summary):
+
+    run_id, status ("completed" | "completed_with_errors" | "stopped"), error, dry_run,
+    attempt, started_at, finished_at, duration_s,
+    profiles_seen, customers_sent, customers_upserted (the async actions' done_count),
+    would_send (dry run only), unconfirmed (sent, neither done nor in errors),
+    skipped  [{segment_id, reason}]            profiles without a usable identifier
+    failed   [{segment_id, source_id?, reason}] per customer or per slice that failed
+    warnings [{segment_id, source_id, field, reason}] values dropped before sending
+    warnings_by_field {field: n}, slices {total, done, failed: [{slice, error}]},
+    calls {segment, voucherify} (requests made, all attempts and retries included)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from worker.segment_migration.state import now_iso
+
+log = logging.getLogger("worker.segment_migration")
+
+
+def build_summary(run: dict[str, Any], results: dict[int, dict[str, Any]],
+                  calls: dict[str, int]) -> dict[str, Any]:
+    records = [results[n] for n in sorted(results)]
+    skipped = [s for r in records for s in r.get("skipped") or []]
+    failed = [f for r in records for f in r.get("failed") or []]
+    warnings = [w for r in records for w in r.get("warnings") or []]
+    failed_slices = [{"slice": r["slice"], "error": r.get("error")}
+                     for r in records if not r.get("ok")]
+    stopped = run.get("status") == "stopped"
+    status = "stopped" if stopped else (
+        "completed_with_errors" if failed or failed_slices else "completed")
+    summary: dict[str, Any] = {
+        "run_id": run["run_id"], "status": status, "error": run.get("error"),
+        "dry_run": run["dry_run"], "attempt": run["attempt"],
+        "started_at": run.get("started_at"), "finished_at": now_iso(),
+        "duration_s": round(time.time() - run["started_ts"], 2),
+        "profiles_seen": sum(r.get("profiles", 0) for r in records),
+        "customers_sent": sum(r.get("sent", 0) for r in records),
+        "customers_upserted": sum(r.get("upserted", 0) for r in records),
+        "unconfirmed": sum(r.get("unconfirmed", 0) for r in records),
+        "skipped": skipped, "failed": failed, "warnings": warnings,
+        "warnings_by_field": dict(Counter(w["field"] for w in warnings)),
+        "slices": {"total": run["slices"], "done": len(records) - len(failed_slices),
+                   "failed": failed_slices},
+        "calls": calls,
+    }
+    if run["dry_run"]:
+        summary["would_send"] = sum(r.get("would_send", 0) for r in records)
+    return summary
+
+
+def log_summary(summary: dict[str, Any]) -> None:
+    log.info("segment migration run=%s status=%s profiles=%d sent=%d upserted=%d skipped=%d "
+             "failed=%d warnings=%d segment_calls=%d voucherify_calls=%d duration=%.1fs%s",
+             summary["run_id"], summary["status"], summary["profiles_seen"],
+             summary["customers_sent"], summary["customers_upserted"], len(summary["skipped"]),
+             len(summary["failed"]), len(summary["warnings"]), summary["calls"]["segment"],
+             summary["calls"]["voucherify"], summary["duration_s"],
+             f" error={summary['error']}" if summary.get("error") else "")
