@@ -6,6 +6,7 @@ import contextlib
 import gc
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from celery.backends.redis import ResultConsumer
 from worker.segment_migration import state
 from worker.segment_migration.tasks import new_run_id
 
+ROOT = Path(__file__).resolve().parents[2]
 PROFILES = 120  # small world: every test stays a few seconds
 
 
