@@ -135,7 +135,11 @@ class Bench:
         info = r.info("memory")
         sent = r.memory_usage("sf:gis:sent") or 0
         steps = r.memory_usage("sf:gis:steps") or 0
+        def usage(pattern: str) -> float:
+            return sum(r.memory_usage(k) or 0 for k in r.scan_iter(pattern, count=1000)) / 2**20
+
         return {"used_mb": info["used_memory"] / 2**20, "sent_mb": sent / 2**20,
+                "results_mb": usage("celery-task-meta-*"), "fleet_mb": usage("sf:*"),
                 "steps_mb": steps / 2**20, "people": r.hlen("sf:gis:sent"),
                 "apps": r.hlen("sf:gis:steps")}
 
@@ -182,6 +186,7 @@ class Bench:
             "worker_rss_mb": sum(rss_mb(w.pid) for w in self.workers),
             "redis_used_mb": mem["used_mb"], "redis_delta_mb": mem["used_mb"] - base_mem,
             "sent_hash_mb": mem["sent_mb"], "steps_hash_mb": mem["steps_mb"],
+            "celery_results_mb": mem["results_mb"], "sf_keys_mb": mem["fleet_mb"],
             "cio_span_s": span, "over_budget": stats["over_budget"].get("customerio", 0),
             "schema_rejected": stats["rejected"].get("customerio", {}).get("schema", 0),
             "load_before": load,
@@ -262,7 +267,8 @@ def main() -> None:
         bench.close()
     keys = ["seconds", "records", "records_per_s", "cio_calls", "gis_calls", "events",
             "people_updated", "worker_rss_mb", "redis_used_mb", "redis_delta_mb",
-            "sent_hash_mb", "steps_hash_mb", "cio_span_s", "budget_share_run",
+            "sent_hash_mb", "steps_hash_mb", "celery_results_mb", "sf_keys_mb", "cio_span_s",
+            "budget_share_run",
             "budget_share_sending", "max_in_1s_window", "over_budget", "schema_rejected",
             "load_before"]
     print("| Scenario | " + " | ".join(r["label"] for r in results) + " |")

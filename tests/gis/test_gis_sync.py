@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from ulid import ULID
 
 from tests.gis.conftest import (
@@ -226,8 +228,6 @@ def test_gis_401_stops_the_scan_with_the_credential_named_and_no_retries(
     except Exception as exc:  # the worker's AuthError, re-raised here
         assert "GIS_ACCESS_TOKEN" in str(exc)
     assert result.state == "FAILURE"
-    import time
-
     time.sleep(2)  # a retry, if any, would show up here
     assert len(gis_world.admin.requests(api="gis")) == 1
     assert gis_world.admin.requests(api="customerio") == []
