@@ -70,3 +70,17 @@ def test_graphql_errors_raise_a_clear_error(sandbox_env, monkeypatch):
     client.page_size = 501  # the API caps per_page at 500
     with pytest.raises(GisQueryError, match="per_page"):
         list(client.people(1340))
+
+
+def test_a_run_whose_chord_never_finished_gets_an_incomplete_summary(redis_client):
+    from worker.gis_sync import tasks
+
+    state.start_run("lost-run", {"kind": "scan"})
+    state.count("lost-run", {"people_seen": 7})
+    assert state.stale_runs(60) == []
+    redis_client.zadd(state.OPEN_RUNS, {"lost-run": 1})  # started long ago
+    tasks._close_stale_runs(get_settings())
+    summary = state.runs(1)[0]
+    assert (summary["run"], summary["incomplete"], summary["people_seen"]) == (
+        "lost-run", True, 7)
+    assert state.stale_runs(0) == []

@@ -11,6 +11,7 @@
     sf:gis:failed              hash: "person:ID" / "application:ID" -> JSON {reason, at,
                                record}; the next scan retries them
     sf:gis:runs                list: the last GIS_RUNS_KEPT run summaries, newest first
+    sf:gis:runs:open           zset: run id -> start time, until its summary is written
     sf:gis:run:{id}            hash: one run's counters while it runs (expires)
     sf:gis:run:{id}:halt       set when a 401 stops a run: its remaining tasks do nothing
     sf:gis:run:{id}:done       the run summary was written (the chord body may run twice)
@@ -46,6 +47,7 @@ SENT = _k("sent")
 STEPS = _k("steps")
 FAILED = _k("failed")
 RUNS = _k("runs")
+OPEN_RUNS = _k("runs", "open")
 SCAN_LOCK = store.key("lock", "gis-scan")
 
 
@@ -177,6 +179,13 @@ def start_run(run_id: str, meta: dict[str, Any]) -> None:
     key = run_key(run_id)
     r().hset(key, mapping={f"meta:{k}": json.dumps(v) for k, v in meta.items()})
     r().expire(key, RUN_TTL)
+    r().zadd(OPEN_RUNS, {run_id: time.time()}, nx=True)
+
+
+def stale_runs(older_than: float) -> list[str]:
+    """Runs started more than `older_than` seconds ago that never got a summary (a
+    sync task exhausted its retries, or a message was lost: the chord body never ran)."""
+    return r().zrangebyscore(OPEN_RUNS, 0, time.time() - older_than)
 
 
 def count(run_id: str | None, counters: dict[str, int]) -> None:
@@ -210,6 +219,7 @@ def halted(run_id: str | None) -> str | None:
 def finish_run(run_id: str, extra: dict[str, Any], keep: int) -> dict[str, Any] | None:
     """Build the run's summary from its counters and keep it in the runs list, once."""
     key = run_key(run_id)
+    r().zrem(OPEN_RUNS, run_id)
     if not r().set(key + ":done", "1", nx=True, ex=RUN_TTL):
         return None
     raw = r().hgetall(key)

@@ -55,6 +55,7 @@ def scan(self: FleetTask) -> dict[str, Any]:
 
 def _scan(run_id: str, settings: Settings) -> dict[str, Any]:
     started = time.time()
+    _close_stale_runs(settings)
     cold = not state.has_baseline()
     gis = GisClient(settings)
     meta = {"kind": "scan", "cold_start": cold, "started_at": sync.iso(started),
@@ -76,6 +77,15 @@ def _scan(run_id: str, settings: Settings) -> dict[str, Any]:
             state.set_baseline(run_id)
     return {"status": "started", "run": run_id, "cold_start": cold, "people": len(people),
             "applications": len(applications), "tasks": tasks, "gis_calls": changes.gis_calls}
+
+
+def _close_stale_runs(settings: Settings) -> None:
+    """Summaries for runs whose chord body never ran, marked incomplete (after twice
+    the visibility timeout, every redelivery and retry of theirs is over)."""
+    for run_id in state.stale_runs(2 * settings.visibility_timeout):
+        summary = state.finish_run(run_id, {"incomplete": True}, settings.gis_runs_kept)
+        if summary:
+            log.warning("gis run %s never finished: summary kept as incomplete", run_id)
 
 
 def _fan_out(run_id: str, settings: Settings, people: list[Record],
