@@ -209,6 +209,7 @@ def test_429_and_5xx_are_retried_until_everything_arrives(fleet_app, fleet_worke
     early = [r for r in calls if any(t + 0.1 < r["ts"] < t + 1.0 for t in limited)]
     assert early == []
     assert stats["early_after_429"]["customerio"] <= 3
+    assert stats["ignored_retry_after"]["customerio"] == 0  # the sandbox's own > 100 ms
     home_bad = {pid for pid in truth.in_scope_people() - truth.valid_people()
                 if truth.people[pid]["home_lc"]["id"] == "1340"}
     assert run["people_failed"] == len(home_bad)  # retries counted nothing twice
