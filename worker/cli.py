@@ -52,23 +52,27 @@ def migrate(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from worker.app import app
+    from worker.segment_migration import state
     from worker.segment_migration.tasks import new_run_id
 
     console = Console()
     run_id = args.run_id or new_run_id()
+    # A resumed run keeps its old summary until the worker starts the next attempt.
+    previous = (state.get_run(run_id) or {}).get("attempt", 0) if args.run_id else 0
     result = app.send_task("segment.migrate", kwargs={"run_id": run_id,
                                                       "slice_size": args.slice_size})
     console.print(f"run [bold]{run_id}[/bold] sent to the fleet (task {result.id})")
     if not args.follow:
         return EXIT_OK
-    summary = follow(console, run_id, result, args.timeout)
+    summary = follow(console, run_id, result, args.timeout, previous)
     if summary is None:
         return EXIT_TIMEOUT
     print_summary(console, summary)
     return exit_code(summary)
 
 
-def follow(console, run_id: str, result, timeout: float) -> dict[str, Any] | None:
+def follow(console, run_id: str, result, timeout: float,
+           previous_attempt: int = 0) -> dict[str, Any] | None:
     """A progress bar over slices until the summary exists (or the start task failed)."""
     from rich import progress as rp
 
@@ -84,7 +88,7 @@ def follow(console, run_id: str, result, timeout: float) -> dict[str, Any] | Non
                 console.print(f"[red]segment.migrate failed:[/red] {result.result}")
                 return None
             progress = state.progress(run_id)
-            if progress is not None:
+            if progress is not None and progress["attempt"] > previous_attempt:
                 counts = progress["counts"]
                 total = progress["slices_total"] if progress["walk_done"] else None
                 bar.update(task, description=_describe(progress), total=total,

@@ -10,6 +10,7 @@ pushed, so nothing here retries tightly.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -93,15 +94,17 @@ class VoucherifyClient:
     def async_action(self, action_id: str) -> dict[str, Any]:
         return self.api.json("GET", f"/v1/async-actions/{quote(action_id, safe='')}")
 
-    def wait_for(self, action_id: str, timeout: float = 120.0,
-                 first: float = POLL_FIRST) -> AsyncOutcome:
+    def wait_for(self, action_id: str, timeout: float = 60.0, first: float = POLL_FIRST,
+                 patience: Callable[[Callable[[], Any]], Any] | None = None) -> AsyncOutcome:
         """Poll until DONE or FAILED, with growing intervals; AsyncActionTimeout after
-        `timeout` seconds (the action keeps running: poll it again later)."""
+        `timeout` seconds (the action keeps running: poll it again later). `patience`
+        wraps each poll (e.g. short in-place retries of a 5xx)."""
         deadline = time.monotonic() + timeout
         interval = first
+        patience = patience or (lambda call: call())
         while True:
             time.sleep(interval)
-            body = self.async_action(action_id)
+            body = patience(lambda: self.async_action(action_id))
             if str(body.get("status")) in FINAL:
                 return AsyncOutcome.from_body(body)
             if time.monotonic() + interval > deadline:

@@ -125,6 +125,8 @@ def _plan(run_id: str, settings, held) -> dict[str, Any]:
     run = state.get_run(run_id)
     if run is None:
         raise ValueError(f"unknown run {run_id}")
+    if run.get("status") == "stopped":  # a redelivered plan of a stopped run
+        return _plan_end(run_id, run["launched"])
     if run.get("status") == "planning":
         state.update_run(run_id, status="running")
     launched = run["launched"]
@@ -172,9 +174,13 @@ def _plan_end(run_id: str, launched: int) -> dict[str, Any]:
 def _launch_ready(run_id: str, launched: int, slices: int, per_chord: int,
                   final: bool) -> int:
     """Start chords for planned slices [launched, slices): full batches while walking,
-    the rest at the end. Slices already done are not started again."""
-    while slices - launched >= per_chord or (final and slices > launched):
-        upto = min(slices, launched + per_chord)
+    the rest at the end. Slices already done are not started again. The first batches
+    ramp up (2, 2, 4, 8, ... slices) so work starts while the walk is young."""
+    while True:
+        batch = min(per_chord, max(2, launched))
+        if not (slices - launched >= batch or (final and slices > launched)):
+            return launched
+        upto = min(slices, launched + batch)
         done = state.done_slices(run_id)
         todo = [n for n in range(launched, upto) if n not in done]
         if todo:
@@ -184,7 +190,6 @@ def _launch_ready(run_id: str, launched: int, slices: int, per_chord: int,
                  launched, upto - 1, len(todo))
         launched = upto
         state.update_run(run_id, launched=launched)
-    return launched
 
 
 # --- segment.migrate_slice -----------------------------------------------------------------
@@ -402,8 +407,8 @@ def _outcome(client: VoucherifyClient, run_id: str, slice_no: int, pos: int,
     stored = state.actions(run_id, slice_no).get(f"{pos}:outcome")
     if stored:
         return AsyncOutcome(**json.loads(stored))
-    outcome = with_patience(lambda: client.wait_for(
-        action_id, first=0.3 if first_poll else 0.0))
+    outcome = client.wait_for(action_id, first=0.3 if first_poll else 0.0,
+                              patience=with_patience)
     state.save_action(run_id, slice_no, f"{pos}:outcome", state.dumps(outcome.__dict__))
     return outcome
 

@@ -1,0 +1,47 @@
+"""The run summary and the run's completeness rule: pure functions over stored records."""
+
+from __future__ import annotations
+
+from worker.segment_migration.state import is_complete
+from worker.segment_migration.summary import build_summary
+
+RUN = {"run_id": "r1", "status": "running", "error": None, "dry_run": False, "attempt": 1,
+       "started_at": "2026-11-23T06:00:00+00:00", "started_ts": 0.0, "slices": 2,
+       "launched": 2, "walk_done": True}
+
+
+def test_summary_aggregates_slice_records():
+    results = {
+        0: {"slice": 0, "ok": True, "profiles": 3, "sent": 2, "upserted": 1,
+            "skipped": [{"segment_id": "s3", "reason": "no user_id external id"}],
+            "failed": [{"segment_id": "s2", "source_id": "u2", "reason": "invalid_customer"}],
+            "warnings": [{"segment_id": "s1", "source_id": "u1", "field": "birthdate",
+                          "reason": "x"}]},
+        1: {"slice": 1, "ok": False, "error": "gave up", "profiles": 1, "sent": 0,
+            "upserted": 0, "skipped": [], "warnings": [],
+            "failed": [{"segment_id": "s4", "reason": "gave up"}]},
+    }
+    summary = build_summary(RUN, results, {"segment": 9, "voucherify": 3})
+    assert summary["status"] == "completed_with_errors"
+    assert (summary["profiles_seen"], summary["customers_sent"],
+            summary["customers_upserted"]) == (4, 2, 1)
+    assert [f["segment_id"] for f in summary["failed"]] == ["s2", "s4"]
+    assert summary["warnings_by_field"] == {"birthdate": 1}
+    assert summary["slices"] == {"total": 2, "done": 1,
+                                 "failed": [{"slice": 1, "error": "gave up"}]}
+    assert summary["calls"] == {"segment": 9, "voucherify": 3}
+    assert "would_send" not in summary
+
+
+def test_a_stopped_run_says_so():
+    summary = build_summary({**RUN, "status": "stopped", "error": "401 check X"}, {},
+                            {"segment": 1, "voucherify": 0})
+    assert summary["status"] == "stopped" and summary["error"] == "401 check X"
+
+
+def test_complete_when_every_planned_slice_has_an_outcome():
+    assert is_complete(RUN, {0, 1})
+    assert not is_complete(RUN, {0})
+    assert not is_complete({**RUN, "walk_done": False}, {0, 1})  # more slices may come
+    # A stopped run waits only for the slices it started.
+    assert is_complete({**RUN, "status": "stopped", "walk_done": False, "launched": 1}, {0})
