@@ -196,6 +196,8 @@ def test_429s_and_5xx_everything_arrives_within_budgets(
     assert stats["rejected"]["voucherify"]["rate"] >= 1  # the injected 429s happened
     assert stats["rejected"]["segment"]["rate"] >= 3
     assert stats["early_after_429"]["voucherify"] == 0
+    assert stats["ignored_retry_after"]["voucherify"] == stats["ignored_retry_after"][
+        "segment"] == 0
     assert stats["over_budget"]["segment"] == stats["over_budget"]["voucherify"] == 0
     # Segment: a slice fetches several profiles at once, so requests already on the wire
     # when the first 429 lands arrive inside its window (the sandbox counts them early);
