@@ -101,7 +101,7 @@ class ReturningTask(FleetTask):
 
 class PlanTask(ReturningTask):
     def give_up(self, exc: Exception, run_id: str, *args: Any, **kwargs: Any) -> Any:
-        state.stop(run_id, f"walking the Segment profile list failed: {exc}")
+        state.stop(run_id, f"segment.plan gave up after {self.request.retries} retries: {exc}")
         return _plan_end(run_id, (state.get_run(run_id) or {}).get("launched", 0))
 
 
