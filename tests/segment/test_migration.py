@@ -250,3 +250,39 @@ def test_a_413_halves_the_bulk_and_everything_arrives(seg_env, fleet_app, fleet_
     accepted = [r for r in bulks if r["status"] == 202]
     assert all(len(r["body"]) <= 30 for r in accepted)
     assert sum(len(r["body"]) for r in accepted) == summary["customers_sent"]
+
+
+def test_a_slice_out_of_retries_is_reported_and_the_chord_still_summarizes(
+        seg_env, fleet_app, fleet_worker, monkeypatch):
+    from tests.segment.conftest import wait_for
+    from worker.segment_migration import tasks
+
+    # Fewer retries, shorter waits (the in-process worker shares these objects).
+    monkeypatch.setattr(tasks, "IN_PLACE_ATTEMPTS", 1)
+    monkeypatch.setattr(tasks.migrate_slice, "max_retries", 2)
+    monkeypatch.setenv("MAX_RETRY_COUNTDOWN", "1")
+    admin = seg_env.admin
+    run_id = start_run(fleet_app)
+    # Voucherify breaks for good once the plan's credential check has passed.
+    wait_for(lambda: (state.get_run(run_id) or {}).get("launched"), 20, "first chord")
+    admin.faults("voucherify", error_rate=1.0, error_statuses=[503])
+    summary = wait_summary(run_id, timeout=60)
+
+    assert summary["status"] == "completed_with_errors"
+    gave_up = [s for s in summary["slices"]["failed"] if "gave up after retries" in s["error"]]
+    assert gave_up
+    for failed_slice in gave_up:
+        ids = set(state.slice_ids(run_id, failed_slice["slice"]))
+        reasons = {f["segment_id"]: f["reason"] for f in summary["failed"]
+                   if f["segment_id"] in ids}
+        assert set(reasons) == ids and all("503" in r for r in reasons.values())
+    stored = admin.voucherify_customers()["customers"]
+    assert summary["customers_upserted"] == len(stored)
+    assert summary["profiles_seen"] == len(admin.world_profiles())
+
+    # Fixed: the resume redoes exactly the slices that gave up.
+    admin.clear_faults("voucherify")
+    start_run(fleet_app, run_id=run_id)
+    second = wait_for_new_summary(run_id)
+    assert second["status"] == "completed" and second["failed"] == []
+    assert second["customers_upserted"] == len(admin.voucherify_customers()["customers"])
