@@ -3,8 +3,14 @@
 A Celery `rate_limit` is per worker process; these budgets hold across every worker.
 `limits` keeps a moving window in Redis. A short wait for the next free slot is spent
 in place (that is what keeps the budget fully used); a longer one raises `NoBudget`,
-and the task reschedules itself instead of sleeping in its slot. After a 429 anywhere,
-`cool_down` stops every worker's calls to that API until the service's Retry-After.
+and the task reschedules itself instead of sleeping in its slot.
+
+Per-second budgets (customer.io, Segment) use `PacedBudget`: evenly spaced slots
+handed out by Redis. A moving window lets a whole second's budget leave in one burst as
+soon as slots free up, and arrival jitter then overflows the service's own window.
+
+After a 429 anywhere, `cool_down` stops every worker's calls to that API until the
+service's Retry-After.
 """
 
 from __future__ import annotations
@@ -90,6 +96,49 @@ class Budget:
         """Stop the whole fleet's calls to this API for `seconds` (never shortens one)."""
         if seconds > 0 and seconds > self.cooling_for():
             _redis(self.redis_url).set(self._cooldown_key, "1", px=int(seconds * 1000) + 1)
+
+
+# One slot per `gap` µs for the whole fleet, on Redis's clock (every host agrees): reserve
+# the next free slot and answer the wait for it, or -wait without reserving when the wait
+# is longer than the caller may spend in place.
+_PACE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0') + tonumber(ARGV[1]))
+local wait = slot - now
+if wait > tonumber(ARGV[2]) then return -wait end
+redis.call('SET', KEYS[1], slot, 'PX', 60000)
+return wait
+"""
+
+
+@dataclass
+class PacedBudget(Budget):
+    """A fleet-wide per-second budget that spaces requests evenly (a leaky bucket in
+    Redis), paced at `share` of the rate to leave room for arrival jitter."""
+
+    share: float = 0.96
+
+    def acquire(self) -> None:
+        rate = self.item.amount / self.item.get_expiry() * self.share
+        gap_us = int(1_000_000 / rate)
+        deadline = time.monotonic() + INLINE_WAIT_MAX
+        while True:
+            cooling = self.cooling_for()
+            if cooling > 0:
+                if time.monotonic() + cooling > deadline:
+                    raise NoBudget(self.service, cooling)
+                time.sleep(cooling)
+                continue
+            wait_us = int(_redis(self.redis_url).eval(
+                _PACE, 1, store.key("pace", self.key), gap_us, int(INLINE_WAIT_MAX * 1e6)))
+            if wait_us < 0:
+                raise NoBudget(self.service, -wait_us / 1e6)
+            time.sleep(wait_us / 1e6)
+            # A slot that fell inside a cool-down (a 429 meanwhile) is given up: requests
+            # held back by a cool-down must not all leave at its end.
+            if self.cooling_for() <= 0:
+                return
 
 
 def _redis(url: str) -> redis.Redis:

@@ -7,14 +7,12 @@ CUSTOMERIO_MAX_RPS, so however many workers run, the fleet stays under it.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from worker import store
 from worker.http import Api
-from worker.ratelimit import INLINE_WAIT_MAX, Budget, NoBudget, per_second
+from worker.ratelimit import PacedBudget, per_second
 from worker.settings import Settings
 
 BATCH_MAX_BYTES = 500_000 - 2_000  # "smaller than 500kb", with a margin
@@ -24,48 +22,6 @@ CREDENTIALS = ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY")
 # Share of CUSTOMERIO_MAX_RPS the fleet paces itself to: requests reach the service
 # with some jitter, and evenly spaced sends keep every 1-second window there under it.
 BUDGET_SHARE = 0.96
-
-# One slot per 1/rate seconds for the whole fleet: reserve the next free slot in Redis
-# (server time), answer how long to wait for it (µs), or -wait without reserving when
-# the wait is longer than the caller may spend in place.
-_PACE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-local slot = math.max(now, last + tonumber(ARGV[1]))
-local wait = slot - now
-if wait > tonumber(ARGV[2]) then return -wait end
-redis.call('SET', KEYS[1], slot, 'PX', 60000)
-return wait
-"""
-
-
-class PacedBudget(Budget):
-    """A fleet-wide budget that spaces requests evenly (a leaky bucket in Redis) rather
-    than letting a moving window release them in bursts: bursts plus network jitter
-    put more than the limit into some 1-second window at the service."""
-
-    def __init__(self, service: str, rate: float, redis_url: str) -> None:
-        super().__init__(service, per_second(max(1, int(rate))), redis_url)
-        self.interval_us = int(1_000_000 / max(rate * BUDGET_SHARE, 0.001))
-
-    def acquire(self) -> None:
-        r = store.connect(self.redis_url)
-        deadline = time.monotonic() + INLINE_WAIT_MAX
-        while True:
-            cooling = self.cooling_for()
-            if cooling > 0:
-                if time.monotonic() + cooling > deadline:
-                    raise NoBudget(self.service, cooling)
-                time.sleep(cooling)
-                continue
-            wait_us = int(r.eval(_PACE, 1, store.key("pace", self.key), self.interval_us,
-                                 int(INLINE_WAIT_MAX * 1_000_000)))
-            if wait_us < 0:
-                raise NoBudget(self.service, -wait_us / 1_000_000)
-            time.sleep(wait_us / 1_000_000)
-            if self.cooling_for() <= 0:  # a 429 meanwhile: this slot is not used
-                return
 
 
 @dataclass
@@ -119,7 +75,8 @@ class CustomerIo:
     def __init__(self, settings: Settings) -> None:
         site = settings.secret("CUSTOMERIO_SITE_ID")
         key = settings.secret("CUSTOMERIO_API_KEY")
-        budget = PacedBudget("customerio", settings.customerio_max_rps, settings.redis_url)
+        budget = PacedBudget("customerio", per_second(settings.customerio_max_rps),
+                             settings.redis_url, share=BUDGET_SHARE)
         self.api = Api("customerio", settings.customerio_track_url, CREDENTIALS, budget)
         self.api.session.auth = (site, key)
 

@@ -7,16 +7,14 @@ never truncated (the original tool read 15 and stopped).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
 from requests.adapters import HTTPAdapter
 
-from worker import store
 from worker.http import Api, ApiError
-from worker.ratelimit import Budget, NoBudget, per_second
+from worker.ratelimit import PacedBudget, per_second
 from worker.settings import Settings, get_settings
 
 LIST_LIMIT = 100  # ids per page of the profile list
@@ -24,51 +22,9 @@ EXTERNAL_IDS_LIMIT = 100
 MAX_PAGES = 10_000  # a cursor that never ends is a bug on one side: stop, loudly
 
 
-# Fleet-wide pacing: one request every 1/rate seconds, slots handed out by Redis (its own
-# clock, so every host agrees). Why on top of the moving-window Budget: a window lets a
-# whole second's budget go out in one burst as soon as slots free up, and requests that
-# take their slot together can reach Segment a few ms apart in the wrong order (threads,
-# load, network): a burst then overflows Segment's own window at its edge (429 and a
-# cool-down for everyone). Evenly spaced requests leave that jitter nowhere to pile up.
-PACE_SHARE = 0.98  # of SEGMENT_MAX_RPS: a little room for arrival jitter
-PACE_MAX_WAIT = 2.0  # seconds; a longer queue raises NoBudget (the task reschedules)
-_PACE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local gap, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2])
-local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
-if slot - now > max_wait then return tostring(-(slot - now)) end
-redis.call('SET', KEYS[1], tostring(slot + gap), 'PX', 60000)
-return tostring(slot - now)
-"""
-
-
-class Pacer:
-    """Hands out evenly spaced send times, shared by every worker through Redis."""
-
-    def __init__(self, redis_url: str, name: str, rate: float) -> None:
-        self.redis = store.connect(redis_url)
-        self.key = store.key("pace", name)
-        self.gap = 1.0 / rate
-        self.script = self.redis.register_script(_PACE)
-
-    def wait(self, cooling: Callable[[], float] = lambda: 0.0) -> None:
-        """Sleep until this request's slot; NoBudget if the queue is too long. A slot that
-        falls inside a cool-down (a 429 somewhere) is given up and a new one taken after
-        it: requests held back by a cool-down must not all leave at its end."""
-        while True:
-            pause = cooling()
-            if pause > PACE_MAX_WAIT:
-                raise NoBudget("segment", pause)
-            if pause > 0:
-                time.sleep(pause)
-            wait = float(self.script(keys=[self.key], args=[self.gap, PACE_MAX_WAIT]))
-            if wait < 0:
-                raise NoBudget("segment", -wait)
-            if wait > 0:
-                time.sleep(wait)
-            if cooling() <= 0:
-                return
+# Paced at a little under SEGMENT_MAX_RPS (see worker.ratelimit.PacedBudget): room for
+# arrival jitter, so Segment's own window never sees a burst at its edge.
+PACE_SHARE = 0.98
 
 
 class CursorLoop(ApiError):
@@ -88,13 +44,11 @@ class SegmentClient:
         token = settings.secret("SEGMENT_ACCESS_TOKEN")
         settings.require("SEGMENT_SPACE_ID")
         space = settings.segment_space_id
-        budget = Budget("segment", per_second(settings.segment_max_rps), settings.redis_url,
-                        key=f"segment:{space}")
+        budget = PacedBudget("segment", per_second(settings.segment_max_rps),
+                             settings.redis_url, key=f"segment:{space}", share=PACE_SHARE)
         self.api = Api("segment", settings.segment_profiles_url,
                        credentials=("SEGMENT_ACCESS_TOKEN", "SEGMENT_SPACE_ID"), budget=budget)
         self.api.session.auth = (token, "")
-        self.pacer = Pacer(settings.redis_url, f"segment:{space}",
-                           settings.segment_max_rps * PACE_SHARE)
         # Several threads of one slice share this session: give them enough connections.
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(10, pool_size))
         self.api.session.mount("http://", adapter)
@@ -141,7 +95,6 @@ class SegmentClient:
         return rows
 
     def _get(self, path: str, params: dict[str, Any]) -> Any:
-        self.pacer.wait(self.api.budget.cooling_for if self.api.budget else lambda: 0.0)
         return self.api.json("GET", path, params=params)
 
     def _pages(self, path: str, limit: int) -> Iterator[dict[str, Any]]:

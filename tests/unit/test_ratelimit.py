@@ -1,4 +1,4 @@
-"""The customer.io budget spaces requests evenly across threads (real Redis)."""
+"""Paced budgets space requests evenly across threads (real Redis)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import time
 
 import pytest
 
-from worker.clients.customerio import BUDGET_SHARE, PacedBudget
-from worker.ratelimit import NoBudget
+from worker.ratelimit import NoBudget, PacedBudget, per_second
+
+BUDGET_SHARE = 0.96
 
 
 def test_paced_budget_spaces_requests_across_threads(redis_url):
-    budget = PacedBudget("pace-test", 100, redis_url)
+    budget = PacedBudget("pace-test", per_second(100), redis_url, share=BUDGET_SHARE)
     stamps: list[float] = []
     lock = threading.Lock()
 
@@ -37,7 +38,7 @@ def test_paced_budget_spaces_requests_across_threads(redis_url):
 
 
 def test_paced_budget_raises_no_budget_while_cooling_down(redis_url):
-    budget = PacedBudget("pace-cool", 100, redis_url)
+    budget = PacedBudget("pace-cool", per_second(100), redis_url)
     budget.cool_down(5)
     with pytest.raises(NoBudget) as caught:
         budget.acquire()
