@@ -8,6 +8,8 @@ windows) cleared; Celery's queue bindings stay, so the session worker keeps work
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import signal
 import subprocess
@@ -33,6 +35,7 @@ for _name in list(os.environ):
     if _name.startswith(("CUSTOMERIO_", "SEGMENT_", "VOUCHERIFY_", "GIS_")):
         del os.environ[_name]
 
+from celery.backends.redis import ResultConsumer  # noqa: E402
 from celery.contrib.testing.worker import start_worker  # noqa: E402
 
 from worker import app as fleet_celery_app  # noqa: E402
@@ -78,6 +81,22 @@ def fresh_state(redis_client) -> Iterator[None]:
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _unsubscribe_results_before_redis_stops():
+    """Starting a chord on Redis subscribes the starting thread's result backend to each
+    header result (celery's apply_chord builds a GroupResult with a ready barrier); the
+    in-process worker's threads keep those until exit, after the private Redis is gone,
+    where each unsubscribe retries for 20 s. Drop them while Redis still runs."""
+    yield
+    gc.collect()
+    for consumer in [o for o in gc.get_objects() if isinstance(o, ResultConsumer)]:
+        with consumer._locked():
+            if consumer._pubsub is not None and consumer.subscribed_to:
+                with contextlib.suppress(Exception):
+                    consumer._pubsub.unsubscribe(*consumer.subscribed_to)
+            consumer.subscribed_to.clear()
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,13 @@ TASK_MODULES = [
 def make_app() -> Celery:
     settings = get_settings()
     app = Celery("syncfleet", include=TASK_MODULES)
-    transport = {"visibility_timeout": settings.visibility_timeout}
+    transport = {
+        "visibility_timeout": settings.visibility_timeout,
+        # Sweep for a dead worker's unacked messages every 10 s (kombu's default scans
+        # only every 10th time, ~100 s); the sweep's mutex outlives a worker killed in it.
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": 60,
+    }
     app.conf.update(
         broker_url=settings.redis_url,
         result_backend=settings.redis_url,
@@ -46,7 +52,9 @@ def make_app() -> Celery:
         task_soft_time_limit=settings.task_soft_time_limit,
         task_time_limit=settings.task_time_limit,
         result_expires=settings.result_expires,
-        result_extended=True,
+        # Results hold return values only: extended results would keep every task's
+        # arguments (whole GIS records) in Redis until result_expires.
+        result_extended=False,
         task_track_started=True,
         # Flower shows tasks from these events.
         worker_send_task_events=True,

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from celery.backends.redis import ResultConsumer
 
 from worker.segment_migration import state
 from worker.segment_migration.tasks import new_run_id
@@ -56,19 +53,3 @@ def run_migration(app, timeout: float = 60, **kwargs: Any) -> dict[str, Any]:
 
 def wait_summary(run_id: str, timeout: float = 60) -> dict[str, Any]:
     return wait_for(lambda: state.get_summary(run_id), timeout, f"summary of {run_id}")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _unsubscribe_results_before_redis_stops():
-    """Starting a chord on Redis subscribes the starting thread's result backend to each
-    header result (celery's apply_chord builds a GroupResult with a ready barrier); the
-    in-process worker's threads keep those until exit, after the private Redis is gone,
-    where each unsubscribe retries for 20 s. Drop them while Redis still runs."""
-    yield
-    gc.collect()
-    for consumer in [o for o in gc.get_objects() if isinstance(o, ResultConsumer)]:
-        with consumer._locked():
-            if consumer._pubsub is not None and consumer.subscribed_to:
-                with contextlib.suppress(Exception):
-                    consumer._pubsub.unsubscribe(*consumer.subscribed_to)
-            consumer.subscribed_to.clear()
