@@ -9,6 +9,7 @@ Every client sends through `Api.request`, which
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import time
@@ -66,9 +67,8 @@ def retry_after_seconds(headers: requests.structures.CaseInsensitiveDict | dict,
         try:
             return max(0.0, float(value))
         except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value)
-            if parsed is not None:
-                return max(0.0, parsed.timestamp() - now)
+            with contextlib.suppress(TypeError, ValueError):  # neither seconds nor a date
+                return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
     value = headers.get("X-Rate-Limit-Retry")
     if value:
         try:
