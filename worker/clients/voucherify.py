@@ -110,4 +110,6 @@ class VoucherifyClient:
             if time.monotonic() + interval > deadline:
                 raise AsyncActionTimeout("voucherify", f"async action {action_id} still "
                                          f"{body.get('status')} after {timeout:.0f}s")
-            interval = min(POLL_MAX, interval * POLL_GROWTH)
+            # A first poll without a wait (first=0) must not make every later poll
+            # immediate too: a zero interval would spend the per-minute budget.
+            interval = min(POLL_MAX, max(interval * POLL_GROWTH, POLL_FIRST))
