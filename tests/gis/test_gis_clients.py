@@ -84,3 +84,37 @@ def test_a_run_whose_chord_never_finished_gets_an_incomplete_summary(redis_clien
     assert (summary["run"], summary["incomplete"], summary["people_seen"]) == (
         "lost-run", True, 7)
     assert state.stale_runs(0) == []
+
+
+def test_a_429_from_the_token_endpoint_is_rate_limited_not_a_bad_credential(
+        sandbox_env, monkeypatch):
+    # The sandbox's GIS answers 401 (expired token); the auth service, a tiny real HTTP
+    # server here, is busy. That is "retry later", never "check GIS_REFRESH_TOKEN".
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from worker.http import RateLimited
+
+    class Busy(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(429)
+            self.send_header("Retry-After", "7")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("GIS_AUTH_URL", f"http://127.0.0.1:{server.server_port}/token")
+        get_settings.cache_clear()
+        sandbox_env.admin.gis_expire_token()
+        with pytest.raises(RateLimited) as caught:
+            GisClient(get_settings()).person("1")
+        assert caught.value.retry_after == 7.0
+    finally:
+        server.shutdown()
+        server.server_close()

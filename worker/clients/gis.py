@@ -20,7 +20,14 @@ from typing import Any
 import requests
 
 from worker import store
-from worker.http import Api, AuthError, ClientError, TransientError
+from worker.http import (
+    Api,
+    AuthError,
+    ClientError,
+    RateLimited,
+    TransientError,
+    retry_after_seconds,
+)
 from worker.ratelimit import Budget, per_second
 from worker.settings import Settings
 
@@ -136,6 +143,8 @@ class GisClient:
                 raise TransientError("gis", "token refresh failed to connect") from exc
             if response.status_code >= 500:
                 raise TransientError("gis", f"token refresh: {response.status_code}")
+            if response.status_code == 429:  # the auth service is busy: the token is fine
+                raise RateLimited("gis", retry_after_seconds(response.headers))
             body = _json(response)
             token = body.get("access_token") if response.ok else None
             if not token:
