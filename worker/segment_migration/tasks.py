@@ -398,13 +398,15 @@ def upsert(client: VoucherifyClient, run_id: str, slice_no: int,
     # Bulks are processed in order, so the last one is final last: wait for it first,
     # then the others are final already and cost one poll each.
     for n, (pos, length, action_id) in enumerate(reversed(sent)):
-        outcome = _outcome(client, run_id, slice_no, pos, action_id, first_poll=n == 0)
+        outcome = _outcome(client, run_id, slice_no, pos, action_id, known.get(f"{pos}:outcome"),
+                           first_poll=n == 0)
         _apply_outcome(record, customers[pos:pos + length], outcome)
 
 
 def _outcome(client: VoucherifyClient, run_id: str, slice_no: int, pos: int,
-             action_id: str, first_poll: bool) -> AsyncOutcome:
-    stored = state.actions(run_id, slice_no).get(f"{pos}:outcome")
+             action_id: str, stored: str | None, first_poll: bool) -> AsyncOutcome:
+    """The stored outcome of a bulk (read with the slice's other checkpoints), or a
+    poll of its async action until final, stored then."""
     if stored:
         return AsyncOutcome(**json.loads(stored))
     outcome = client.wait_for(action_id, first=0.3 if first_poll else 0.0,
