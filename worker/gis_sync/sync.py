@@ -198,12 +198,17 @@ def _plan_person(person: dict[str, Any], known: dict[str, str] | None, job: Job,
     elif job.mode == BACKFILL:  # a manual re-sync re-sends what we think is current
         payload = attributes
     else:
-        payload = {k: v for k, v in attributes.items() if known.get(k) != state.digest(v)}
+        payload = changed(attributes, known)
     if not payload:
         out.add("people_unchanged")
         return
     out.identifies[pid] = payload
     out.digests[pid] = state.digests(attributes)
+
+
+def changed(attributes: dict[str, Any], known: dict[str, str]) -> dict[str, Any]:
+    """The attributes whose digest differs from what customer.io last accepted."""
+    return {k: v for k, v in attributes.items() if known.get(k) != state.digest(v)}
 
 
 def _plan_application(application: dict[str, Any], previous: int | None,
@@ -243,12 +248,9 @@ def _plan_application(application: dict[str, Any], previous: int | None,
         if previous_digests is None:
             out.identifies[pid] = {**attributes, **mapping.first_identify(person)}
             out.add("people_identified_from_applications")
-        else:
-            changed = {k: v for k, v in attributes.items()
-                       if previous_digests.get(k) != state.digest(v)}
-            if changed:
-                out.identifies[pid] = changed
-                out.add("people_updated_from_applications")
+        elif payload := changed(attributes, previous_digests):
+            out.identifies[pid] = payload
+            out.add("people_updated_from_applications")
         if pid in out.identifies:
             out.digests[pid] = state.digests(attributes)
     out.add(f"moves_{outcome.kind}")
@@ -347,6 +349,11 @@ def _remember(work: Plan, failed_people: set[str], failed_apps: set[str],
                                     if kind == "person" and (kind, pid) not in failed])
     state.clear_failures("application", [aid for kind, aid in records if kind == "application"
                                          and (kind, aid) not in failed])
+    _count_into_run(work, job)
+
+
+def _count_into_run(work: Plan, job: Job) -> None:
+    """The run's counters and error list get this task's share."""
     state.count(job.run_id, work.counts)
     state.add_run_errors(job.run_id, [{"kind": f["kind"], "id": f["id"], "reason": f["reason"]}
                                       for f in work.failures])
@@ -361,7 +368,5 @@ def _dry_run(work: Plan, job: Job) -> dict[str, Any]:
                      work.owner[aid], aid, event["name"], event["timestamp"], event["id"])
     work.add("people_updated", len(work.identifies))
     work.add("events_sent", sum(len(e) for e in work.events.values()))
-    state.count(job.run_id, work.counts)
-    state.add_run_errors(job.run_id, [{"kind": f["kind"], "id": f["id"], "reason": f["reason"]}
-                                      for f in work.failures])
+    _count_into_run(work, job)
     return {**work.counts, "dry_run": True}
