@@ -165,12 +165,6 @@ def validate(application: dict[str, Any], ladder: Ladder) -> str | None:
     return None
 
 
-def current_step(application: dict[str, Any], ladder: Ladder) -> int | None:
-    """The application's step now; None for a status outside the ladder."""
-    rung = ladder.rung(status_of(application))
-    return rung[0] if rung else None
-
-
 def events(previous_step: int | None, application: dict[str, Any], ladder: Ladder,
            since: int | None = None) -> Outcome:
     """The events an application's change emits, oldest first.
