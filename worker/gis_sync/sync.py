@@ -63,15 +63,17 @@ def read_changes(gis: GisClient, settings: Settings, marks: dict[str, str] | Non
              for name in ("people", "applications", "incoming")}
     changes = Changes()
     changes.people = list(gis.people(lc, since["people"]))
-    changes.applications = list(gis.applications(since["applications"], person_home_lc=lc))
+    own = list(gis.applications(since["applications"], person_home_lc=lc))
+    changes.applications = list(own)
     if settings.gis_sync_incoming:
-        known = {str(a["id"]) for a in changes.applications}
+        known = {str(a["id"]) for a in own}
         incoming = list(gis.applications(since["incoming"], opportunity_home_lc=lc))
         changes.applications += [a for a in incoming if str(a["id"]) not in known]
         changes.marks["incoming"] = newest(incoming, (marks or {}).get("incoming"))
     changes.marks["people"] = newest(changes.people, (marks or {}).get("people"))
-    changes.marks["applications"] = newest(
-        [a for a in changes.applications], (marks or {}).get("applications"))
+    # Each mark from its own query: an incoming application read later must not move
+    # the person_home_lc mark past changes that query has not seen.
+    changes.marks["applications"] = newest(own, (marks or {}).get("applications"))
     changes.marks = {k: v for k, v in changes.marks.items() if v}
     changes.gis_calls = gis.calls
     return changes
