@@ -459,7 +459,8 @@ def summarize(self: FleetTask, results: list[Any], run_id: str,
     finished = state.finished_slices(run_id)
     if not state.is_complete(run, finished):
         if any(n not in finished for n in slices or []):
-            raise self.retry(countdown=SUMMARY_POLL)
+            # Capped like every retry (MAX_RETRY_COUNTDOWN stays under the visibility timeout).
+            raise self.retry(countdown=min(SUMMARY_POLL, get_settings().max_retry_countdown))
         return {"run_id": run_id, "complete": False}
     summary = build_summary(run, state.all_results(run_id), state.calls(run_id))
     if state.save_summary(run_id, summary):
