@@ -15,9 +15,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import Any
 
+import redis
 import requests
+from redis.exceptions import LockError
 
 from worker import store
 from worker.http import (
@@ -71,6 +74,9 @@ PEOPLE_SORT = "+updated_at"
 APPLICATIONS_SORT = "ASC_updated_at"
 CREDENTIALS = ("GIS_ACCESS_TOKEN",)
 REFRESH_CREDENTIALS = ("GIS_REFRESH_TOKEN", "GIS_CLIENT_ID", "GIS_CLIENT_SECRET")
+REFRESH_TIMEOUT = (5, 30)  # connect, read (seconds)
+# Longer than a refresh request can take, so the lock is still ours when it ends.
+REFRESH_LOCK_S = 60
 
 
 class GisQueryError(ClientError):
@@ -127,36 +133,47 @@ class GisClient:
     def _refresh(self, failed_token: str) -> str:
         """Trade the refresh token for a new access token, once for the whole fleet."""
         r = store.client()
-        with r.lock(store.key("lock", "gis-token-refresh"), timeout=30, blocking_timeout=30):
-            current = self._token()
-            if current != failed_token:  # another worker refreshed meanwhile
-                return current
-            refresh = r.get(self._token_key + ":refresh") or self.settings.secret(
-                "GIS_REFRESH_TOKEN")
-            form = {"grant_type": "refresh_token", "refresh_token": refresh,
-                    "client_id": self.settings.secret("GIS_CLIENT_ID"),
-                    "client_secret": self.settings.secret("GIS_CLIENT_SECRET")}
-            try:
-                self.api.calls += 1
-                response = requests.post(self.settings.gis_auth_url, data=form, timeout=(5, 30))
-            except requests.RequestException as exc:
-                raise TransientError("gis", "token refresh failed to connect") from exc
-            if response.status_code >= 500:
-                raise TransientError("gis", f"token refresh: {response.status_code}")
-            if response.status_code == 429:  # the auth service is busy: the token is fine
-                raise RateLimited("gis", retry_after_seconds(response.headers))
-            body = _json(response)
-            token = body.get("access_token") if response.ok else None
-            if not token:
-                raise AuthError("gis", f"token refresh refused ({response.status_code}): "
-                                "check " + " and ".join(CREDENTIALS + REFRESH_CREDENTIALS),
-                                response.status_code)
-            ttl = int(body.get("expires_in") or 7200)
-            r.set(self._token_key, token, ex=max(60, ttl - 60))
-            if body.get("refresh_token"):
-                r.set(self._token_key + ":refresh", body["refresh_token"])
-            log.info("gis token refreshed (expires_in=%ss)", ttl)
-            return token
+        lock = r.lock(store.key("lock", "gis-token-refresh"), timeout=REFRESH_LOCK_S,
+                      blocking_timeout=30)
+        if not lock.acquire():
+            # Another worker's refresh is still running: try again shortly (not a bad token).
+            raise TransientError("gis", "token refresh: the refresh lock is still held")
+        try:
+            return self._refresh_held(r, failed_token)
+        finally:
+            with suppress(LockError):  # expired: nothing of ours to release
+                lock.release()
+
+    def _refresh_held(self, r: redis.Redis, failed_token: str) -> str:
+        current = self._token()
+        if current != failed_token:  # another worker refreshed meanwhile
+            return current
+        refresh = r.get(self._token_key + ":refresh") or self.settings.secret(
+            "GIS_REFRESH_TOKEN")
+        form = {"grant_type": "refresh_token", "refresh_token": refresh,
+                "client_id": self.settings.secret("GIS_CLIENT_ID"),
+                "client_secret": self.settings.secret("GIS_CLIENT_SECRET")}
+        try:
+            self.api.calls += 1
+            response = requests.post(self.settings.gis_auth_url, data=form, timeout=REFRESH_TIMEOUT)
+        except requests.RequestException as exc:
+            raise TransientError("gis", "token refresh failed to connect") from exc
+        if response.status_code >= 500:
+            raise TransientError("gis", f"token refresh: {response.status_code}")
+        if response.status_code == 429:  # the auth service is busy: the token is fine
+            raise RateLimited("gis", retry_after_seconds(response.headers))
+        body = _json(response)
+        token = body.get("access_token") if response.ok else None
+        if not token:
+            raise AuthError("gis", f"token refresh refused ({response.status_code}): "
+                            "check " + " and ".join(CREDENTIALS + REFRESH_CREDENTIALS),
+                            response.status_code)
+        ttl = int(body.get("expires_in") or 7200)
+        r.set(self._token_key, token, ex=max(60, ttl - 60))
+        if body.get("refresh_token"):
+            r.set(self._token_key + ":refresh", body["refresh_token"])
+        log.info("gis token refreshed (expires_in=%ss)", ttl)
+        return token
 
     # -- lists -----------------------------------------------------------------------
     def people(self, home_committee: int, since: str | None = None
