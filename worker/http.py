@@ -30,10 +30,16 @@ class ApiError(Exception):
 
     def __init__(self, service: str, message: str, status: int | None = None,
                  body: Any = None) -> None:
-        super().__init__(f"{service}: {message}")
+        # args are the constructor's own, so Celery can rebuild the error from a result
+        # (it calls `cls(*args)`); the body stays out of them (large, maybe not JSON).
+        super().__init__(service, message, status)
         self.service = service
+        self.message = message
         self.status = status
         self.body = body
+
+    def __str__(self) -> str:
+        return f"{self.service}: {self.message}"
 
 
 class AuthError(ApiError):
@@ -54,6 +60,7 @@ class RateLimited(ApiError):
     def __init__(self, service: str, retry_after: float, status: int | None = 429,
                  body: Any = None) -> None:
         super().__init__(service, f"rate limited, retry after {retry_after:.1f}s", status, body)
+        self.args = (service, retry_after, status)
         self.retry_after = retry_after
 
 

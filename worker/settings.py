@@ -47,10 +47,13 @@ class MissingSetting(RuntimeError):
     """A task needs a setting that is not configured."""
 
     def __init__(self, variable: str) -> None:
-        where = WHERE_TO_GET.get(variable, "see .env.example")
-        super().__init__(f"{variable} is not set. Set it in the environment or in .env. "
-                         f"Where to get it: {where}.")
+        super().__init__(variable)  # Celery rebuilds a task's error as `cls(*args)`
         self.variable = variable
+
+    def __str__(self) -> str:
+        where = WHERE_TO_GET.get(self.variable, "see .env.example")
+        return (f"{self.variable} is not set. Set it in the environment or in .env. "
+                f"Where to get it: {where}.")
 
 
 class Settings(BaseSettings):
