@@ -58,11 +58,14 @@ def start_redis() -> tuple[str, subprocess.Popen | None]:
 
 
 def has_real_credentials() -> bool:
-    from worker.settings import SettingsError, get_settings
-
     try:
+        # Importing `worker` builds the Celery app, which already reads the settings.
+        from worker.settings import get_settings
+
         settings = get_settings()
-    except SettingsError as exc:
+    except Exception as exc:
+        if not isinstance(exc, sys.modules["worker.settings"].SettingsError):
+            raise
         sys.exit(f"run_local: {exc}")
     return any(getattr(settings, name.lower()) for name in REAL_CREDENTIALS)
 

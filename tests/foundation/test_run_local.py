@@ -115,3 +115,14 @@ def wait_until(check, what: str, proc: subprocess.Popen, timeout: float = 30) ->
             pytest.fail(f"run_local exited before {what} was up")
         time.sleep(0.2)
     pytest.fail(f"{what} did not come up")
+
+
+def test_a_malformed_setting_stops_make_run_with_one_line():
+    env = {**os.environ, "GIS_SCAN_INTERVAL": "abc"}
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_local.py")], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "run_local: Invalid configuration: GIS_SCAN_INTERVAL: Input should be a valid "
+        "integer, unable to parse string as an integer (see .env.example)"]
