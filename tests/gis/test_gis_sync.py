@@ -256,6 +256,26 @@ def test_customerio_401_halts_the_run_without_a_retry_storm(
     assert 1 <= len(calls) <= 4 and all(c["status"] == 401 for c in calls)  # <= concurrency
 
 
+def test_a_halted_runs_records_are_synced_by_the_next_scan_once_the_key_is_fixed(
+        fleet_app, fleet_worker, gis_world, monkeypatch):
+    # The halted scan moved the marks past every record it read: only the failed list
+    # (retried every scan) brings them back.
+    from worker.settings import get_settings
+
+    truth = Truth(gis_world.admin)
+    monkeypatch.setenv("CUSTOMERIO_API_KEY", "wrong-key")
+    get_settings.cache_clear()
+    assert "CUSTOMERIO_API_KEY" in scan(fleet_app)["halted"]
+    assert state.marks() and state.failures()
+    monkeypatch.setenv("CUSTOMERIO_API_KEY", gis_world.env()["CUSTOMERIO_API_KEY"])
+    get_settings.cache_clear()
+    run = scan(fleet_app)
+    assert "halted" not in run and run["cold_start"] is False
+    profiles = gis_world.admin.customerio_profiles()["profiles"]
+    assert set(profiles) == truth.valid_people()
+    assert not any(f["reason"].startswith("run halted") for f in state.failures().values())
+
+
 def test_dry_run_sends_nothing_and_writes_no_state(
         fleet_app, fleet_worker, gis_world, monkeypatch):
     from worker.settings import get_settings
