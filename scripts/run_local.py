@@ -127,6 +127,18 @@ def run_honcho(env: dict[str, str], processes: list[str]) -> int:
     return 0 if code in (130, 143) else code
 
 
+def forget_sandbox_state(redis_url: str) -> int:
+    """The sandbox starts a new world on every run, so what the fleet remembers of the
+    last one (sent attributes, statuses, marks, runs: the `sf:*` keys) would hide it."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter("sf:*", count=1000))
+    for i in range(0, len(keys), 500):
+        client.delete(*keys[i:i + 500])
+    return len(keys)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Run the fleet locally (no Docker).")
     mode = parser.add_mutually_exclusive_group()
@@ -138,6 +150,9 @@ def main() -> int:
     redis_url, redis_proc = start_redis()
     try:
         env, lines = fleet_env(redis_url, sandbox)
+        if sandbox and redis_proc is not None and forget_sandbox_state(redis_url):
+            lines.append("Cleared the fleet's sync state of the previous sandbox run "
+                         "(the sandbox's world is new on every start).")
         print("\n".join(["", "syncfleet, local run (Ctrl-C stops everything)", *lines, ""]),
               flush=True)
         processes = ["worker", "beat", "flower"] + (["sandbox"] if sandbox else [])
