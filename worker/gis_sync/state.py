@@ -155,9 +155,9 @@ def record_failures(failures: list[dict[str, Any]]) -> None:
         f"{f['kind']}:{f['id']}": json.dumps({"reason": f["reason"], "at": now,
                                               "record": f.get("record")})
         for f in failures})
-    if r().hlen(FAILED) > FAILED_KEEP:  # a runaway GIS must not fill Redis
-        extra = r().hkeys(FAILED)[: r().hlen(FAILED) - FAILED_KEEP]
-        r().hdel(FAILED, *extra)
+    size = r().hlen(FAILED)
+    if size > FAILED_KEEP:  # a runaway GIS must not fill Redis
+        r().hdel(FAILED, *r().hkeys(FAILED)[: size - FAILED_KEEP])
 
 
 def clear_failures(kind: str, ids: Iterable[str]) -> None:
