@@ -330,12 +330,20 @@ def fetch_and_map(client: SegmentClient, segment_ids: list[str], settings) -> di
             return segment_id, exc, None
         except BaseException:
             stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
 
     workers = max(1, min(settings.segment_fetch_concurrency, len(segment_ids)))
     with ThreadPoolExecutor(workers, thread_name_prefix="segment-fetch") as pool:
         futures = [pool.submit(one, sid) for sid in segment_ids]
-        wait(futures, return_when=FIRST_EXCEPTION)
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:
+            # The soft time limit (raised in this thread): the fetch threads stop at their
+            # next call instead of finishing the slice while the hard limit runs out.
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         pool.shutdown(wait=True, cancel_futures=True)
     fetched = [f.result() for f in futures if not f.cancelled() and not f.exception()]
     errors = [f.exception() for f in futures if not f.cancelled() and f.exception()]
