@@ -118,3 +118,18 @@ def test_a_429_from_the_token_endpoint_is_rate_limited_not_a_bad_credential(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_batch_request_refused_as_a_whole_refuses_its_items(sandbox_env):
+    # Before: the ClientError failed the sync task at once and its records were lost;
+    # now each item is refused, as a per-record send would be, and kept for retry.
+    sandbox_env.admin.faults("customerio", error_rate=1.0, error_statuses=[400])
+    job = sync.Job(get_settings(), run_id="refused-batch", use_batch=True)
+    state.start_run("refused-batch", {"kind": "test"})
+    counts = sync.sync_records([person("301"), person("302")], [application("401", "301")],
+                               job)
+    assert counts["people_failed"] == 2 and counts.get("people_updated", 0) == 0
+    failed = state.failures()
+    assert {"person:301", "person:302", "application:401"} <= set(failed)
+    assert "400" in failed["person:301"]["reason"]
+    assert failed["person:301"]["record"]["id"] == "301"

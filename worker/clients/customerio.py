@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from worker.http import Api
+from worker.http import Api, ClientError
 from worker.ratelimit import PacedBudget, per_second
 from worker.settings import Settings
 
@@ -96,12 +96,17 @@ class CustomerIo:
 
     def batch(self, items: list[dict[str, Any]]) -> list[ItemError]:
         """Send `items` in as few requests as the size limits allow; returns the items
-        (by index into `items`) that customer.io refused. A 4xx/5xx of a whole request
-        raises as usual (the task retries or records it)."""
+        (by index into `items`) that customer.io refused. A whole request refused (a 400
+        or 413) refuses each of its items, as per-record sends would; 401/429/5xx raise
+        as usual (the task halts or retries)."""
         chunks, errors = split_batches(items)
         for chunk in chunks:
-            answer = self.api.json("POST", "/api/v2/batch",
-                                   json={"batch": [item for _, item in chunk]})
+            try:
+                answer = self.api.json("POST", "/api/v2/batch",
+                                       json={"batch": [item for _, item in chunk]})
+            except ClientError as exc:
+                errors.extend(ItemError(index, str(exc)) for index, _ in chunk)
+                continue
             for error in (answer or {}).get("errors") or []:
                 position = error.get("batch_index")
                 if isinstance(position, int) and 0 <= position < len(chunk):
