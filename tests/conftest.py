@@ -39,8 +39,11 @@ from celery.backends.redis import ResultConsumer  # noqa: E402
 from celery.contrib.testing.worker import start_worker  # noqa: E402
 
 from worker import app as fleet_celery_app  # noqa: E402
+from worker.http import TransientError  # noqa: E402
+from worker.ratelimit import NoBudget  # noqa: E402
 from worker.settings import get_settings  # noqa: E402
 from worker.store import connect  # noqa: E402
+from worker.tasking import FleetTask  # noqa: E402
 
 
 @fleet_celery_app.task(name="tests.add")
@@ -51,6 +54,18 @@ def add(x: int, y: int) -> int:
 @fleet_celery_app.task(name="tests.total")
 def total(numbers: list[int]) -> int:
     return sum(numbers)
+
+
+@fleet_celery_app.task(name="tests.scripted", base=FleetTask, bind=True, max_retries=2,
+                       max_budget_waits=5, backoff_base=0.01)
+def scripted(self: FleetTask, script: list[str]) -> int:
+    """Per attempt: "budget" (no budget now), "5xx" (a transient failure) or "ok"."""
+    step = script[self.request.retries]
+    if step == "budget":
+        raise NoBudget("test", 0.01)
+    if step == "5xx":
+        raise TransientError("test", "503 on GET /")
+    return self.request.retries
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

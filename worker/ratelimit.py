@@ -33,9 +33,12 @@ class NoBudget(Exception):
     """No budget now: retry after `retry_after` seconds."""
 
     def __init__(self, service: str, retry_after: float) -> None:
-        super().__init__(f"{service}: no budget for {retry_after:.1f}s")
+        super().__init__(service, retry_after)  # Celery rebuilds errors as `cls(*args)`
         self.service = service
         self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return f"{self.service}: no budget for {self.retry_after:.1f}s"
 
 
 @lru_cache(maxsize=4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from worker.http import AuthError, ClientError, RateLimited, TransientError
+from worker.ratelimit import NoBudget
 from worker.settings import MissingSetting
 
 
@@ -14,6 +15,7 @@ from worker.settings import MissingSetting
     TransientError("segment", "timed out: GET /v1/spaces"),
     RateLimited("customerio", 2.5),
     MissingSetting("GIS_ACCESS_TOKEN"),
+    NoBudget("voucherify", 12.5),
 ])
 def test_error_is_rebuilt_from_a_json_result(fleet_app, error):
     backend = fleet_app.backend
