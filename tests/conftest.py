@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from kombu import Connection
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -168,6 +169,16 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text()
+
+
+def sweep_unacked(redis_url: str, visibility_timeout: float) -> None:
+    """Run kombu's redelivery sweep once, as a live worker does every 10 s: messages a
+    killed worker took and never acknowledged go back to their queue once
+    `visibility_timeout` has passed. Crash tests call it so as not to wait for the
+    next periodic sweep."""
+    options = {"visibility_timeout": visibility_timeout, "unacked_restore_throttle": 1}
+    with Connection(redis_url, transport_options=options) as conn:
+        conn.default_channel.qos.restore_visible(num=1000, interval=1)
 
 
 @pytest.fixture

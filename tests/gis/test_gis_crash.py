@@ -7,8 +7,8 @@ import time
 from collections import Counter
 
 import pytest
-from kombu import Connection
 
+from tests.conftest import sweep_unacked
 from tests.gis.conftest import WINDOW, Truth, assert_clean, flat, now, received, wait_run
 
 MARGIN = 300
@@ -17,17 +17,6 @@ VISIBILITY = 8
 CRASH_ENV = {"VISIBILITY_TIMEOUT": str(VISIBILITY), "TASK_SOFT_TIME_LIMIT": "4",
              "TASK_TIME_LIMIT": "6", "MAX_RETRY_COUNTDOWN": "5", "GIS_SCAN_LOCK_TIMEOUT": "6",
              "GIS_BATCH_THRESHOLD": "100000"}  # one task per record: many small tasks
-
-
-def sweep_unacked(redis_url: str) -> None:
-    """Run kombu's own redelivery sweep once (what every worker runs periodically).
-
-    Workers sweep every unacked_restore_interval (10 s) x unacked_restore_throttle (10)
-    = ~100 s by default, far beyond this test's budget; the fleet's app does not set
-    the throttle (yet), so the test runs one sweep itself once VISIBILITY has passed."""
-    options = {"visibility_timeout": VISIBILITY, "unacked_restore_throttle": 1}
-    with Connection(redis_url, transport_options=options) as conn:
-        conn.default_channel.qos.restore_visible(num=1000, interval=1)
 
 
 def finish_or_explain(run_id: str, redis_url: str) -> dict:
@@ -41,7 +30,7 @@ def finish_or_explain(run_id: str, redis_url: str) -> dict:
         r = state.r()
         detail = (f"unacked={r.zcard('unacked_index')} mutex={r.exists('unacked_mutex')} "
                   f"gis_queue={r.llen('gis')}")
-        sweep_unacked(redis_url)
+        sweep_unacked(redis_url, VISIBILITY)
         try:
             return wait_run(run_id, timeout=35)
         except AssertionError as exc:
@@ -70,7 +59,7 @@ def test_sigkill_mid_scan_then_a_new_worker_finishes_the_job(
         assert state.r().zcard("unacked_index") > 0  # the kill left work unacknowledged
         worker_process(CRASH_ENV, name="gis-crash-2", concurrency=4)
         time.sleep(max(0.0, killed_at + VISIBILITY + 1 - time.monotonic()))
-        sweep_unacked(redis_url)
+        sweep_unacked(redis_url, VISIBILITY)
         run = finish_or_explain(scan.id, redis_url)
         recovery = time.monotonic() - killed_at
     finally:

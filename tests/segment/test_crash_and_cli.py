@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-from kombu import Connection
 
+from tests.conftest import sweep_unacked
 from tests.segment.conftest import ROOT, start_run, wait_for, wait_summary
 from tests.segment.test_migration import user_id
 from worker.segment_migration import state
@@ -21,14 +21,6 @@ CRASH_ENV = {"VISIBILITY_TIMEOUT": str(VISIBILITY), "TASK_SOFT_TIME_LIMIT": "4",
              "TASK_TIME_LIMIT": "6", "MAX_RETRY_COUNTDOWN": "5",
              "SEGMENT_SLICE_SIZE": "10", "SEGMENT_SLICES_PER_CHORD": "3",
              "SEGMENT_FETCH_CONCURRENCY": "2"}
-
-
-def sweep_unacked(redis_url: str) -> None:
-    """kombu's redelivery sweep, once. Workers run it every unacked_restore_interval x
-    throttle (~100 s by default): far beyond this test, so the test runs it itself."""
-    options = {"visibility_timeout": VISIBILITY, "unacked_restore_throttle": 1}
-    with Connection(redis_url, transport_options=options) as conn:
-        conn.default_channel.qos.restore_visible(num=1000, interval=1)
 
 
 @pytest.mark.slow
@@ -52,7 +44,7 @@ def test_sigkill_mid_run_then_a_new_worker_finishes_every_customer_exactly_once(
         assert redis_client.zcard("unacked_index") > 0  # the kill left work unacknowledged
         worker_process(CRASH_ENV, name="seg-crash-2", concurrency=4)
         time.sleep(max(0.0, killed_at + VISIBILITY + 1 - time.monotonic()))
-        sweep_unacked(redis_url)
+        sweep_unacked(redis_url, VISIBILITY)
         summary = wait_summary(run_id, timeout=60)
         recovery = time.monotonic() - killed_at
     finally:
