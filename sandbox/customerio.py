@@ -37,6 +37,7 @@ from starlette.routing import BaseRoute, Route
 
 from sandbox import credentials as cred
 from sandbox.core import Call, Rejected, Sandbox
+from sandbox.specs import strip_spec
 
 SPEC_PATH = Path(__file__).with_name("customerio-track-api.openapi.json")
 SPEC_URI = "urn:customerio-track-api"
@@ -60,17 +61,7 @@ UNAUTHORIZED = {"meta": {"error": "Unauthorized request"}}
 # --- the spec ------------------------------------------------------------------------------
 def apply_quirks(node: Any) -> Any:
     """api-contracts.md "known quirks": drop servers and discriminators, oneOf -> anyOf."""
-    if isinstance(node, dict):
-        node.pop("servers", None)
-        node.pop("discriminator", None)
-        if "oneOf" in node:
-            node["anyOf"] = node.pop("oneOf")
-        for value in node.values():
-            apply_quirks(value)
-    elif isinstance(node, list):
-        for value in node:
-            apply_quirks(value)
-    return node
+    return strip_spec(node, ("servers", "discriminator"), one_of_as_any_of=True)
 
 
 @lru_cache(maxsize=1)

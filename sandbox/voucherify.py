@@ -53,6 +53,7 @@ from starlette.routing import BaseRoute, Route
 
 from sandbox import credentials
 from sandbox.core import ApiState, Call, Rejected, Sandbox
+from sandbox.specs import strip_spec
 
 API = "voucherify"
 SPEC_DIR = Path(__file__).resolve().parent  # package data, next to the code
@@ -112,21 +113,10 @@ def authenticate(request: Request) -> str | Response:
 
 
 # --- the vendor's schemas ------------------------------------------------------------
-def drop_servers(node: Any) -> Any:
-    """Servers pin the spec to api.voucherify.io; without them loopback paths match."""
-    if isinstance(node, dict):
-        node.pop("servers", None)
-        for value in node.values():
-            drop_servers(value)
-    elif isinstance(node, list):
-        for value in node:
-            drop_servers(value)
-    return node
-
-
 @cache
 def spec_dict(name: str) -> dict[str, Any]:
-    return drop_servers(json.loads((SPEC_DIR / name).read_text()))
+    # Servers pin the spec to api.voucherify.io; without them loopback paths match.
+    return strip_spec(json.loads((SPEC_DIR / name).read_text()), ("servers",))
 
 
 @cache
