@@ -45,3 +45,21 @@ def test_complete_when_every_planned_slice_has_an_outcome():
     assert not is_complete({**RUN, "walk_done": False}, {0, 1})  # more slices may come
     # A stopped run waits only for the slices it started.
     assert is_complete({**RUN, "status": "stopped", "walk_done": False, "launched": 1}, {0})
+
+
+def test_per_customer_errors_keep_the_vendors_source_id_only():
+    from worker.clients.voucherify import AsyncOutcome
+    from worker.segment_migration.tasks import _apply_outcome
+
+    chunk = [{"segment_id": "use_a", "customer": {"source_id": "u-1"}},
+             {"segment_id": "use_b", "customer": {"source_id": "u-2"}}]
+    outcome = AsyncOutcome(id="aa_1", status="DONE", done_count=0, failed_count=2, errors=[
+        {"source_id": "u-1", "key": "invalid_customer", "message": "Invalid email"},
+        {"code": 400, "key": "invalid_customer", "message": "no source id given"}])
+    record: dict = {"upserted": 0, "failed": []}
+    _apply_outcome(record, chunk, outcome)
+    assert record["failed"] == [
+        {"segment_id": "use_a", "source_id": "u-1",
+         "reason": "invalid_customer: Invalid email"},
+        # Never an HTTP code posing as a customer's source id.
+        {"segment_id": "", "source_id": "", "reason": "invalid_customer: no source id given"}]

@@ -440,7 +440,7 @@ def _apply_outcome(record: dict[str, Any], chunk: list[dict[str, Any]],
     record["upserted"] += outcome.done_count
     by_source = {c["customer"]["source_id"]: c["segment_id"] for c in chunk}
     for error in outcome.errors:
-        source_id = str(error.get("source_id") or error.get("code") or "")
+        source_id = str(error.get("source_id") or "")  # the vendor's error item names it
         reason = ": ".join(str(error[k]) for k in ("key", "message", "details", "reason")
                            if error.get(k))
         record["failed"].append({"segment_id": by_source.get(source_id, ""),
