@@ -310,6 +310,9 @@ class Sandbox:
         self.recording: deque[dict[str, Any]] = deque(maxlen=config.max_recorded)
         self.data: dict[str, Any] = {}
         self.reset_hooks: list[Callable[[Sandbox], None]] = []
+        # The clock of rate windows and Retry-After bookkeeping (monotonic seconds);
+        # tests that prove a window's arithmetic set a manual one.
+        self.clock: Callable[[], float] = time.monotonic
         for name in APIS:
             self.apis[name] = ApiState(name, Faults(), Limits(), self.rng)
         self.reset_config()
@@ -395,7 +398,7 @@ class Sandbox:
                 log.exception("sandbox %s %s failed", api, template)
                 response = JSONResponse({"error": "sandbox internal error"}, status_code=500)
             if state.headers_hook is not None:
-                response.headers.update(state.headers_hook(state, time.monotonic()))
+                response.headers.update(state.headers_hook(state, self.clock()))
             if call.recorded:
                 return response
             state.counters[template] += 1
@@ -421,7 +424,7 @@ class Sandbox:
             if not isinstance(who, str):
                 raise Rejected("auth", who)
             call.identity = who
-        now = time.monotonic()
+        now = self.clock()
         identity = call.identity or ""
         window = state.retry_until.get(identity)
         if window is not None:

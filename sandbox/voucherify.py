@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -274,6 +276,7 @@ class Store:
     customers: dict[str, dict[str, Any]] = field(default_factory=dict)
     actions: dict[str, Action] = field(default_factory=dict)
     pending: deque[Action] = field(default_factory=deque)
+    clock: Callable[[], float] = time.monotonic  # the sandbox's clock (tests step it)
 
     def upsert(self, data: dict[str, Any]) -> dict[str, Any]:
         now = iso(datetime.now(UTC))
@@ -289,7 +292,7 @@ class Store:
 
     def enqueue(self, customers: list[dict[str, Any]], fail: bool) -> Action:
         action = Action("aa_" + secrets.token_hex(9), request_id(), customers, fail,
-                        len(customers), datetime.now(UTC), time.monotonic(),
+                        len(customers), datetime.now(UTC), self.clock(),
                         self.settings.enqueued_ms / 1000, self.settings.in_progress_ms / 1000)
         self.actions[action.id] = action
         self.pending.append(action)
@@ -298,7 +301,7 @@ class Store:
     def settle(self, now: float | None = None) -> None:
         """Process every action whose time has come, in the order they arrived (the
         background worker of the real service; run lazily before anything reads)."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         while self.pending:
             action = self.pending[0]
             if now < action.started + action.enqueued_s + action.in_progress_s:
@@ -395,6 +398,17 @@ async def get_customer(request: Request, call: Call) -> Response:
     return JSONResponse(customer_json(found))
 
 
+def fails(call: Call, customers: list[dict[str, Any]]) -> bool:
+    """Whether this bulk's async action ends FAILED (fault `fail_async_actions`): decided
+    by the world's seed and the bulk's first source_id, not by arrival order, so the
+    same bulks fail however the fleet's workers interleave."""
+    share = call.state.faults.fail_async_actions
+    if share <= 0:
+        return False
+    first = str(customers[0].get("source_id")) if customers else ""
+    return random.Random(f"{call.ctx.config.seed}:{first}").random() < share
+
+
 async def bulk_upsert(request: Request, call: Call) -> Response:
     body = read_json(request, call)
     customers = store(call.ctx)
@@ -407,7 +421,7 @@ async def bulk_upsert(request: Request, call: Call) -> Response:
     if problems:
         raise schema_rejection(problems)
     customers.settle()
-    action = customers.enqueue(body, call.state.roll(call.state.faults.fail_async_actions))
+    action = customers.enqueue(body, fails(call, body))
     return JSONResponse({"async_action_id": action.id}, status_code=202)
 
 
@@ -418,7 +432,7 @@ async def get_action(request: Request, call: Call) -> Response:
     if problems:
         raise schema_rejection(problems)
     customers = store(call.ctx)
-    now = time.monotonic()
+    now = customers.clock()
     customers.settle(now)
     action = customers.actions.get(action_id)
     if action is None:
@@ -442,7 +456,7 @@ def routes(ctx: Sandbox) -> list[BaseRoute]:
 
 def reset(ctx: Sandbox) -> None:
     """Empty customer base and default settings; the default budget unless configured."""
-    ctx.data[API] = Store()
+    ctx.data[API] = Store(clock=lambda: ctx.clock())
     state = ctx.api(API)
     if "rpm" not in ctx.base.limits.get(API, {}):
         state.limits.rpm = DEFAULT_RPM
@@ -460,7 +474,7 @@ def admin_routes(ctx: Sandbox) -> list[BaseRoute]:
 
     async def actions(request: Request) -> Response:
         current = store(ctx)
-        now = time.monotonic()
+        now = current.clock()
         current.settle(now)
         return JSONResponse({"actions": [
             {**a.to_json(now), "customers": a.size}

@@ -210,6 +210,29 @@ def sandbox():
         yield server
 
 
+class ManualClock:
+    """The sandbox's clock (rate windows, Retry-After bookkeeping, async actions), moved
+    only by the test: its arithmetic is proved exactly, however slowly a busy machine
+    serves the requests."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def sandbox_clock(sandbox_env) -> Iterator[ManualClock]:
+    manual = ManualClock()
+    sandbox_env.ctx.clock = manual
+    yield manual
+    sandbox_env.ctx.clock = time.monotonic
+
+
 @pytest.fixture
 def sandbox_env(sandbox, monkeypatch):
     """The sandbox reset to its default world, with the fleet's env pointing at it."""

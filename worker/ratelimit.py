@@ -75,15 +75,16 @@ class Budget:
     def _cooldown_key(self) -> str:
         return store.key("cooldown", self.key)
 
-    def acquire(self) -> None:
-        """Take one request's budget, waiting in place at most INLINE_WAIT_MAX seconds."""
+    def acquire(self) -> float:
+        """Take one request's budget, waiting in place at most INLINE_WAIT_MAX seconds;
+        returns when it was taken (Unix seconds)."""
         limiter = _limiter(self.redis_url)
         deadline = time.monotonic() + INLINE_WAIT_MAX
         while True:
             wait = self.cooling_for()
             if wait <= 0:
                 if limiter.hit(self.item, "syncfleet", self.key):
-                    return
+                    return time.time()
                 reset_at = limiter.get_window_stats(self.item, "syncfleet", self.key).reset_time
                 wait = max(0.005, reset_at - time.time())
             if time.monotonic() + wait > deadline:
@@ -102,16 +103,16 @@ class Budget:
 
 
 # One slot per `gap` µs for the whole fleet, on Redis's clock (every host agrees): reserve
-# the next free slot and answer the wait for it, or -wait without reserving when the wait
-# is longer than the caller may spend in place.
+# the next free slot and answer {wait, slot}, or {-wait, slot} without reserving when the
+# wait is longer than the caller may spend in place.
 _PACE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local slot = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0') + tonumber(ARGV[1]))
 local wait = slot - now
-if wait > tonumber(ARGV[2]) then return -wait end
+if wait > tonumber(ARGV[2]) then return {-wait, slot} end
 redis.call('SET', KEYS[1], slot, 'PX', 60000)
-return wait
+return {wait, slot}
 """
 
 
@@ -122,7 +123,8 @@ class PacedBudget(Budget):
 
     share: float = 0.96
 
-    def acquire(self) -> None:
+    def acquire(self) -> float:
+        """Wait for the fleet's next slot; returns the slot's time (Redis clock, s)."""
         rate = self.item.amount / self.item.get_expiry() * self.share
         gap_us = int(1_000_000 / rate)
         deadline = time.monotonic() + INLINE_WAIT_MAX
@@ -133,7 +135,7 @@ class PacedBudget(Budget):
                     raise NoBudget(self.service, cooling)
                 time.sleep(cooling)
                 continue
-            wait_us = int(_redis(self.redis_url).eval(
+            wait_us, slot_us = (int(v) for v in _redis(self.redis_url).eval(
                 _PACE, 1, store.key("pace", self.key), gap_us, int(INLINE_WAIT_MAX * 1e6)))
             if wait_us < 0:
                 raise NoBudget(self.service, -wait_us / 1e6)
@@ -141,7 +143,7 @@ class PacedBudget(Budget):
             # A slot that fell inside a cool-down (a 429 meanwhile) is given up: requests
             # held back by a cool-down must not all leave at its end.
             if self.cooling_for() <= 0:
-                return
+                return slot_us / 1e6
 
 
 def _redis(url: str) -> redis.Redis:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.clock import ago, iso
 from worker.clients.customerio import CustomerIo, event_item, identify_item
 from worker.clients.gis import GisClient, GisQueryError
 from worker.gis_sync import state, sync
@@ -16,12 +17,15 @@ LONG_ID = "9" * 200  # customer.io ids are at most 150 bytes: refused
 
 def person(pid: str) -> dict:
     return {"id": pid, "email": f"p{pid[:10]}@example.org", "first_name": "Ann",
-            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-02T00:00:00Z"}
+            "created_at": iso(ago(days=300)), "updated_at": iso(ago(days=299))}
 
 
 def application(aid: str, pid: str) -> dict:
-    return {"id": aid, "status": "applied", "created_at": "2026-11-22T00:00:00Z",
-            "updated_at": "2026-11-22T00:00:00Z", "person": person(pid),
+    # Applied an hour before the run: well inside the cold-start window on any day, so
+    # its event is sent (or refused), never dropped as too old.
+    applied = iso(ago(hours=1))
+    return {"id": aid, "status": "applied", "created_at": applied,
+            "updated_at": applied, "person": person(pid),
             "opportunity": {"id": "5", "programme": {"id": "7", "short_name": "GV",
                                                      "short_name_display": "GV"}}}
 
@@ -51,6 +55,7 @@ def test_customerio_refusal_is_recorded_and_the_rest_syncs(sandbox_env):
     apps = [application("201", "101"), application("202", LONG_ID)]
     counts = sync.sync_records(people, apps, job)
     assert counts["people_updated"] == 2 and counts["events_sent"] == 1
+    assert counts.get("events_skipped", 0) == 0  # nothing dropped as outside the window
     profiles = sandbox_env.admin.customerio_profiles()["profiles"]
     assert set(profiles) == {"101", "102"}
     events = sandbox_env.admin.customerio_events()["events"]

@@ -316,10 +316,11 @@ class _Stopped(Exception):
     """Another thread of the slice failed for good: stop fetching."""
 
 
-def fetch_and_map(client: SegmentClient, segment_ids: list[str], settings) -> dict[str, Any]:
-    """Fetch every profile of the slice (a few at once) and map it. A 401 or an
-    exhausted retry stops the other fetches at once and raises."""
-    stop = threading.Event()
+def fetch_and_map(client: SegmentClient, segment_ids: list[str], settings,
+                  stop: threading.Event | None = None) -> dict[str, Any]:
+    """Fetch every profile of the slice (a few at once) and map it. A 401, an exhausted
+    retry or the soft time limit sets `stop`: the other fetches end at their next call."""
+    stop = stop or threading.Event()
 
     def one(segment_id: str) -> tuple[str, Any, Any]:
         try:
@@ -335,8 +336,9 @@ def fetch_and_map(client: SegmentClient, segment_ids: list[str], settings) -> di
 
     workers = max(1, min(settings.segment_fetch_concurrency, len(segment_ids)))
     with ThreadPoolExecutor(workers, thread_name_prefix="segment-fetch") as pool:
-        futures = [pool.submit(one, sid) for sid in segment_ids]
+        futures = []
         try:
+            futures += [pool.submit(one, sid) for sid in segment_ids]
             wait(futures, return_when=FIRST_EXCEPTION)
         except BaseException:
             # The soft time limit (raised in this thread): the fetch threads stop at their
