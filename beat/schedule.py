@@ -1,19 +1,20 @@
-"""The periodic schedule. Run exactly one beat (`celery -A worker beat`)."""
+"""The periodic schedule. Run exactly one beat (`celery -A worker beat`).
+
+Plain data: the app's configuration (`worker/celeryconfig.py`) calls it with the
+configured interval; importing it imports nothing of the worker.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from worker.settings import Settings
 
-
-def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    interval = settings.gis_scan_interval
+def beat_schedule(scan_interval: float) -> dict[str, dict[str, Any]]:
     return {
         "gis-scan": {
             "task": "gis.scan",
-            "schedule": float(interval),
+            "schedule": float(scan_interval),
             # A scan that could not start within one interval is superseded by the next.
-            "options": {"expires": interval * 0.9},
+            "options": {"expires": scan_interval * 0.9},
         },
     }

@@ -67,14 +67,15 @@ def wait_ready(port: int, proc: subprocess.Popen, seconds: float = 10) -> None:
 class PrivateRedis:
     """Context manager: REDIS_URL when set, else a private server on a free port."""
 
-    def __init__(self, persist_dir: str | None = None) -> None:
+    def __init__(self, persist_dir: str | None = None, port: int | None = None) -> None:
         self.persist_dir = persist_dir
         self.proc: subprocess.Popen | None = None
-        self.url = os.environ.get("REDIS_URL", "")
+        self.port = port  # start a server on this port (even when REDIS_URL is set)
+        self.url = "" if port else os.environ.get("REDIS_URL", "")
 
     def __enter__(self) -> PrivateRedis:
         if not self.url:
-            port = free_port()
+            port = self.port or free_port()
             workdir = self.persist_dir or tempfile.mkdtemp(prefix="syncfleet-redis-")
             os.makedirs(workdir, exist_ok=True)
             self.proc = start(port, workdir, persist=self.persist_dir is not None)

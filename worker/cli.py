@@ -1,8 +1,8 @@
-"""`syncfleet` / `python -m worker`: start and follow a Segment -> Voucherify migration.
+"""`syncfleet` / `python -m worker`: start and follow a migration, list both jobs' runs.
 
     syncfleet migrate [--follow] [--run-id ID] [--slice-size N] [--timeout S]
     syncfleet status RUN_ID [--json]
-    syncfleet runs
+    syncfleet runs [-n N] [--json]       the latest runs of both jobs (GIS and Segment)
 
 `migrate` sends `segment.migrate` to the fleet (a worker must be running) with a run id
 chosen here, so it can follow the run at once. Progress is read from the run's state in
@@ -16,9 +16,15 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-EXIT_OK, EXIT_ERRORS, EXIT_STOPPED, EXIT_TIMEOUT = 0, 1, 2, 3
+from worker import runs
+
+if TYPE_CHECKING:  # rich and Celery load only when a command needs them
+    from celery.result import AsyncResult
+    from rich.console import Console
+
+EXIT_OK, EXIT_ERRORS, EXIT_HALTED, EXIT_TIMEOUT = 0, 1, 2, 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         return show_status(args.run_id, args.json)
     if args.command == "runs":
-        return list_runs()
+        return list_runs(args.n, args.json)
     parser().print_help()
     return EXIT_ERRORS
 
@@ -44,7 +50,9 @@ def parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="progress (and summary) of a run")
     status.add_argument("run_id")
     status.add_argument("--json", action="store_true")
-    sub.add_parser("runs", help="the latest runs")
+    listing = sub.add_parser("runs", help="the latest runs of both jobs, newest first")
+    listing.add_argument("-n", type=int, default=20, help="how many")
+    listing.add_argument("--json", action="store_true")
     return top
 
 
@@ -71,7 +79,7 @@ def migrate(args: argparse.Namespace) -> int:
     return exit_code(summary)
 
 
-def follow(console, run_id: str, result, timeout: float,
+def follow(console: Console, run_id: str, result: AsyncResult, timeout: float,
            previous_attempt: int = 0) -> dict[str, Any] | None:
     """A progress bar over slices until the summary exists (or the start task failed)."""
     from rich import progress as rp
@@ -105,12 +113,12 @@ def follow(console, run_id: str, result, timeout: float,
 
 
 def _describe(progress: dict[str, Any]) -> str:
-    if progress["status"] == "stopped":
-        return "[red]stopping[/red]"
+    if progress["status"] == runs.HALTED:
+        return "[red]halting[/red]"
     return "migrating" if progress["walk_done"] else "walking the profile list"
 
 
-def print_summary(console, summary: dict[str, Any], limit: int = 20) -> None:
+def print_summary(console: Console, summary: dict[str, Any], limit: int = 20) -> None:
     from rich.table import Table
 
     table = Table(title=f"Segment -> Voucherify run {summary['run_id']}", show_header=False)
@@ -144,7 +152,7 @@ def print_summary(console, summary: dict[str, Any], limit: int = 20) -> None:
     console.print(f"Full details: `syncfleet status {summary['run_id']} --json`")
 
 
-def _details(console, title: str, rows: list[dict[str, Any]], columns: tuple[str, ...],
+def _details(console: Console, title: str, rows: list[dict[str, Any]], columns: tuple[str, ...],
              limit: int) -> None:
     if not rows:
         return
@@ -160,7 +168,8 @@ def _details(console, title: str, rows: list[dict[str, Any]], columns: tuple[str
 
 
 def exit_code(summary: dict[str, Any]) -> int:
-    return {"completed": EXIT_OK, "stopped": EXIT_STOPPED}.get(summary["status"], EXIT_ERRORS)
+    return {runs.FINISHED: EXIT_OK, runs.HALTED: EXIT_HALTED}.get(summary["status"],
+                                                                  EXIT_ERRORS)
 
 
 def show_status(run_id: str, as_json: bool) -> int:
@@ -184,13 +193,14 @@ def show_status(run_id: str, as_json: bool) -> int:
     return EXIT_OK
 
 
-def list_runs() -> int:
-    from worker.segment_migration import state
-
-    for run_id in state.list_runs():
-        progress = state.progress(run_id) or {}
-        print(f"{run_id}  {progress.get('started_at')}  {progress.get('status')}  "
-              f"slices {progress.get('slices_finished')}/{progress.get('slices_total')}")
+def list_runs(n: int, as_json: bool) -> int:
+    latest = runs.recent(n)
+    if as_json:
+        print(json.dumps(latest, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for run in latest:
+        print(f"{run['job']:<8} {run.get('kind', ''):<10} {run['run_id']:<40} "
+              f"{run.get('started_at', '')}  {run.get('status', '')}")
     return EXIT_OK
 
 

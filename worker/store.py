@@ -1,21 +1,23 @@
-"""The fleet's Redis: one connection per URL and one naming scheme for every key.
+"""The fleet's Redis: one connection per URL, one naming scheme for every key, one lock.
 
 Every key the fleet writes (besides Celery's own broker and result keys) starts with
 `sf:`, so tests and operators can find, inspect or clear the fleet's state alone.
-Domain state lives beside its domain (`worker/gis_sync/state.py`,
-`worker/segment_migration/state.py`) and names its keys through `key()`.
+Domain state lives beside its domain and lists its keys in its docstring
+(`worker/runs.py`, `worker/gis_sync/state.py`, `worker/segment_migration/state.py`).
+
+    sf:lock:{name}      a lock (see `lock`): the holder's token, with a timeout
 """
 
 from __future__ import annotations
 
-import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from functools import lru_cache
-from typing import Any
 
 import redis
 from redis.exceptions import LockError
+from redis.lock import Lock
 
 PREFIX = "sf"
 
@@ -35,29 +37,42 @@ def client() -> redis.Redis:
     return connect(get_settings().redis_url)
 
 
-def get_json(name: str, r: redis.Redis | None = None) -> Any:
-    raw = (r or client()).get(name)
-    return None if raw is None else json.loads(raw)
-
-
-def set_json(name: str, value: Any, r: redis.Redis | None = None, **kwargs: Any) -> bool:
-    return bool((r or client()).set(name, json.dumps(value, separators=(",", ":")), **kwargs))
-
-
 class LockHeld(Exception):
     """Another holder has the lock."""
 
 
 @contextmanager
-def lock(name: str, timeout: float, token: str | None = None) -> Iterator[redis.lock.Lock]:
-    """A non-blocking lock with a timeout (a crash never leaves it stuck); the holder
-    calls `.extend()` / `.reacquire()` while it works. Raises LockHeld when taken."""
-    held = client().lock(key("lock", name), timeout=timeout, blocking=False,
-                         thread_local=False)
+def lock(name: str, timeout: float, *, token: str | None = None, wait: float = 0,
+         renew: bool = False) -> Iterator[Lock]:
+    """Hold the lock `sf:lock:{name}` while the block runs; raise LockHeld if another
+    holder has it (after waiting up to `wait` seconds).
+
+    - `timeout`: the lock dies this long after its last renewal, so a crashed holder
+      never leaves it stuck.
+    - `token`: the holder's id (a task id). A redelivered task, whose earlier delivery
+      died holding the lock, takes its own lock over at once instead of waiting.
+    - `renew`: extend the lock every timeout/3 while the block runs; otherwise the
+      holder calls `.extend()` itself during long work.
+    """
+    held = client().lock(key("lock", name), timeout=timeout, blocking=wait > 0,
+                         blocking_timeout=wait or None, thread_local=False)
     if not held.acquire(token=token):
-        raise LockHeld(name)
+        if token is None or client().get(held.name) != token:
+            raise LockHeld(name)
+        held.local.token = token.encode()  # ours, from a delivery that died holding it
+    stop = threading.Event()
+    if renew:
+        threading.Thread(target=_renew, args=(held, timeout, stop), daemon=True,
+                         name=f"lock-{name}").start()
     try:
         yield held
     finally:
+        stop.set()
         with suppress(LockError):  # expired or taken over: nothing of ours to release
             held.release()
+
+
+def _renew(held: Lock, timeout: float, stop: threading.Event) -> None:
+    while not stop.wait(timeout / 3):
+        with suppress(LockError):
+            held.extend(timeout, replace_ttl=True)

@@ -1,4 +1,4 @@
-"""customer.io Track API: identify, track an event, and the v2 batch (api-contracts.md s.1).
+"""customer.io Track API: identify, track an event, the v2 batch (docs/api-contracts.md, 1).
 
 Every request goes through `worker.http.Api` with the fleet-wide budget
 CUSTOMERIO_MAX_RPS, so however many workers run, the fleet stays under it.

@@ -15,12 +15,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
-from contextlib import suppress
 from typing import Any
 
 import redis
 import requests
-from redis.exceptions import LockError
 
 from worker import store
 from worker.http import (
@@ -77,6 +75,7 @@ REFRESH_CREDENTIALS = ("GIS_REFRESH_TOKEN", "GIS_CLIENT_ID", "GIS_CLIENT_SECRET"
 REFRESH_TIMEOUT = (5, 30)  # connect, read (seconds)
 # Longer than a refresh request can take, so the lock is still ours when it ends.
 REFRESH_LOCK_S = 60
+REFRESH_WAIT_S = 30  # for another worker's refresh to end
 
 
 class GisQueryError(ClientError):
@@ -132,17 +131,13 @@ class GisClient:
 
     def _refresh(self, failed_token: str) -> str:
         """Trade the refresh token for a new access token, once for the whole fleet."""
-        r = store.client()
-        lock = r.lock(store.key("lock", "gis-token-refresh"), timeout=REFRESH_LOCK_S,
-                      blocking_timeout=30)
-        if not lock.acquire():
-            # Another worker's refresh is still running: try again shortly (not a bad token).
-            raise TransientError("gis", "token refresh: the refresh lock is still held")
         try:
-            return self._refresh_held(r, failed_token)
-        finally:
-            with suppress(LockError):  # expired: nothing of ours to release
-                lock.release()
+            with store.lock("gis-token-refresh", REFRESH_LOCK_S, wait=REFRESH_WAIT_S):
+                return self._refresh_held(store.client(), failed_token)
+        except store.LockHeld:
+            # Another worker's refresh is still running: try again shortly (not a bad token).
+            raise TransientError("gis", "token refresh: the refresh lock is still held") \
+                from None
 
     def _refresh_held(self, r: redis.Redis, failed_token: str) -> str:
         current = self._token()

@@ -1,6 +1,6 @@
 """Application status -> customer.io events (pure: no Celery, Redis or HTTP).
 
-The ladder (api-contracts.md section 4) maps each GIS status to a step, an event type
+The ladder (docs/api-contracts.md, section 4) maps each GIS status to a step, an event type
 and the field holding the transition's time. `events()` turns "what we knew" (the
 previous step, or None when we know nothing) and the application as GIS shows it now
 into the ordered events to send, and each event's id is a ULID derived from

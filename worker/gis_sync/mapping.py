@@ -1,6 +1,6 @@
 """GIS person -> customer.io attributes (pure: no Celery, Redis or HTTP).
 
-Follows api-contracts.md section 4: `email` and `created_at` (Unix seconds) go with the
+Follows docs/api-contracts.md, section 4: `email` and `created_at` (Unix seconds) go with the
 first identify; the other attributes are kept up to date. customer.io accepts strings,
 integers and booleans only, values up to 1000 bytes: a missing value is omitted (never
 null) and a longer string is cut at a character boundary.
@@ -105,3 +105,9 @@ def _is_date(value: str) -> bool:
     except ValueError:
         return False
     return 1900 <= parsed.year <= date.today().year
+
+
+def person_of(application: dict[str, Any]) -> str | None:
+    person = application.get("person") or {}
+    pid = person.get("id") or application.get("person_id")
+    return str(pid) if pid else None

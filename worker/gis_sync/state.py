@@ -10,28 +10,27 @@
     sf:gis:steps               hash: application id -> last step accepted by customer.io
     sf:gis:failed              hash: "person:ID" / "application:ID" -> JSON {reason, at,
                                record}; the next scan retries them
-    sf:gis:runs                list: the last GIS_RUNS_KEPT run summaries, newest first
+    sf:gis:run:{id}            a scan's or backfill's run record and counters
+                               (`worker.runs`; expires after RUN_TTL)
+    sf:gis:run:{id}:summary    its summary, written once (`worker.runs`)
+    sf:gis:run:{id}:errors     list: the first 100 failed records of the run
     sf:gis:runs:open           zset: run id -> start time, until its summary is written
-    sf:gis:run:{id}            hash: one run's counters while it runs (expires)
-    sf:gis:run:{id}:halt       set when a 401 stops a run: its remaining tasks do nothing
-    sf:gis:run:{id}:done       the run summary was written (the chord body may run twice)
     sf:gis:token:{fp}          a refreshed GIS access token (clients/gis.py)
+    sf:gis:token:{fp}:refresh  the refresh token that came with it
+    sf:lock:gis-token-refresh  one token refresh at a time, fleet-wide
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable
 from typing import Any
 
 import redis
-from redis.exceptions import LockError
 
-from worker import store
+from worker import runs, store
 
 RUN_TTL = 7 * 86400
 FAILED_KEEP = 10_000  # most failed records remembered
@@ -46,46 +45,13 @@ BASELINE = _k("baseline")
 SENT = _k("sent")
 STEPS = _k("steps")
 FAILED = _k("failed")
-RUNS = _k("runs")
 OPEN_RUNS = _k("runs", "open")
-SCAN_LOCK = store.key("lock", "gis-scan")
+SCAN_LOCK = "gis-scan"
+JOB = "gis"
 
 
 def r() -> redis.Redis:
     return store.client()
-
-
-# -- the scan lock --------------------------------------------------------------------
-class ScanLockHeld(Exception):
-    pass
-
-
-@contextmanager
-def scan_lock(token: str, timeout: float) -> Iterator[None]:
-    """Hold the scan lock while the block runs, renewing it every timeout/3.
-
-    A redelivered scan (same task id, its worker died) takes its own lock over at once
-    instead of waiting for the timeout."""
-    lock = r().lock(SCAN_LOCK, timeout=timeout, blocking=False, thread_local=False)
-    if not lock.acquire(token=token):
-        if r().get(SCAN_LOCK) != token:
-            raise ScanLockHeld(SCAN_LOCK)
-        lock.local.token = token.encode()
-    stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(timeout / 3):
-            with suppress(LockError):
-                lock.extend(timeout, replace_ttl=True)
-
-    renewer = threading.Thread(target=renew, name="gis-scan-lock", daemon=True)
-    renewer.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        with suppress(LockError):
-            lock.release()
 
 
 # -- marks and baseline ---------------------------------------------------------------
@@ -170,15 +136,9 @@ def failures() -> dict[str, dict[str, Any]]:
     return {name: json.loads(raw) for name, raw in r().hgetall(FAILED).items()}
 
 
-# -- runs -----------------------------------------------------------------------------
-def run_key(run_id: str) -> str:
-    return _k("run", run_id)
-
-
-def start_run(run_id: str, meta: dict[str, Any]) -> None:
-    key = run_key(run_id)
-    r().hset(key, mapping={f"meta:{k}": json.dumps(v) for k, v in meta.items()})
-    r().expire(key, RUN_TTL)
+# -- runs (the run vocabulary of worker.runs) ------------------------------------------
+def start_run(run_id: str, kind: str, /, **fields: Any) -> None:
+    runs.start(JOB, run_id, kind, ttl=RUN_TTL, **fields)
     r().zadd(OPEN_RUNS, {run_id: time.time()}, nx=True)
 
 
@@ -189,19 +149,14 @@ def stale_runs(older_than: float) -> list[str]:
 
 
 def count(run_id: str | None, counters: dict[str, int]) -> None:
-    if not run_id:
-        return
-    pipe = r().pipeline(transaction=False)
-    for name, value in counters.items():
-        if value:
-            pipe.hincrby(run_key(run_id), name, value)
-    pipe.execute()
+    if run_id:
+        runs.count(JOB, run_id, counters)
 
 
 def add_run_errors(run_id: str | None, errors: list[dict[str, Any]], keep: int = 100) -> None:
     if not run_id or not errors:
         return
-    key = run_key(run_id) + ":errors"
+    key = runs.key(JOB, run_id, "errors")
     r().rpush(key, *[json.dumps(e) for e in errors])
     r().ltrim(key, 0, keep - 1)
     r().expire(key, RUN_TTL)
@@ -209,35 +164,29 @@ def add_run_errors(run_id: str | None, errors: list[dict[str, Any]], keep: int =
 
 def halt(run_id: str | None, reason: str) -> None:
     if run_id:
-        r().set(run_key(run_id) + ":halt", reason, ex=RUN_TTL)
+        runs.halt(JOB, run_id, reason)
 
 
 def halted(run_id: str | None) -> str | None:
-    return r().get(run_key(run_id) + ":halt") if run_id else None
+    return runs.halted(JOB, run_id) if run_id else None
 
 
-def finish_run(run_id: str, extra: dict[str, Any], keep: int) -> dict[str, Any] | None:
-    """Build the run's summary from its counters and keep it in the runs list, once."""
-    key = run_key(run_id)
+def finish_run(run_id: str, keep: int, incomplete: bool = False, **extra: Any
+               ) -> dict[str, Any] | None:
+    """The run's record, counters and failed records become its summary, kept once;
+    None if it was written already (the chord body may be delivered twice)."""
     r().zrem(OPEN_RUNS, run_id)
-    if not r().set(key + ":done", "1", nx=True, ex=RUN_TTL):
+    record = runs.get(JOB, run_id) or {"run_id": run_id, "job": JOB}
+    errors = [json.loads(e) for e in r().lrange(runs.key(JOB, run_id, "errors"), 0, -1)]
+    failed = record.get("people_failed", 0) + record.get("applications_failed", 0)
+    status = runs.INCOMPLETE if incomplete else runs.status_of(halted(run_id), failed)
+    summary = {**record, "status": status, "errors": errors, "finished_at": runs.iso(),
+               **extra}
+    if not runs.finish(JOB, run_id, summary, ttl=RUN_TTL):
         return None
-    raw = r().hgetall(key)
-    summary: dict[str, Any] = {"run": run_id}
-    for name, value in raw.items():
-        if name.startswith("meta:"):
-            summary[name[5:]] = json.loads(value)
-        else:
-            summary[name] = int(value)
-    summary["errors"] = [json.loads(e) for e in r().lrange(key + ":errors", 0, -1)]
-    halted_by = halted(run_id)
-    if halted_by:
-        summary["halted"] = halted_by
-    summary.update(extra)
-    r().lpush(RUNS, json.dumps(summary, separators=(",", ":")))
-    r().ltrim(RUNS, 0, keep - 1)
+    runs.forget_beyond(JOB, keep)
     return summary
 
 
-def runs(n: int = 10) -> list[dict[str, Any]]:
-    return [json.loads(raw) for raw in r().lrange(RUNS, 0, max(0, n - 1))]
+def recent_runs(n: int = 10) -> list[dict[str, Any]]:
+    return runs.recent(n, job=JOB)

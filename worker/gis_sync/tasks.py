@@ -4,7 +4,7 @@
     gis.sync_person(person_id, record=None, run_id=None, mode="scan", since=None)
     gis.sync_application(application_id, record=None, run_id=None, mode="scan", since=None)
     gis.sync_batch(people, applications, run_id=None, mode="scan", since=None)
-    gis.finish_scan(results, run_id)  chord body: the run's summary, kept in sf:gis:runs
+    gis.finish_scan(results, run_id)  chord body: the run's summary, kept once
     gis.backfill(since=None, person_ids=None, application_ids=None)
     gis.runs(n=10)                the last n run summaries, newest first
     gis.failed()                  records that failed and are retried by the next scan
@@ -20,9 +20,11 @@ from typing import Any
 
 from celery import chord
 
+from worker import runs as fleet_runs
+from worker import store
 from worker.app import app
 from worker.clients.gis import GisClient
-from worker.gis_sync import state, sync
+from worker.gis_sync import changes, state, sync
 from worker.gis_sync.ladder import to_unix
 from worker.http import AuthError
 from worker.settings import Settings, get_settings
@@ -46,9 +48,10 @@ def scan(self: FleetTask) -> dict[str, Any]:
     settings = _settings()
     run_id = self.request.id or f"manual-{time.time_ns()}"
     try:
-        with state.scan_lock(run_id, settings.gis_scan_lock_timeout):
+        with store.lock(state.SCAN_LOCK, settings.gis_scan_lock_timeout, token=run_id,
+                        renew=True):
             return _scan(run_id, settings)
-    except state.ScanLockHeld:
+    except store.LockHeld:
         log.info("gis.scan skipped: another scan holds the lock")
         return {"status": "skipped", "reason": "another scan is running"}
 
@@ -58,32 +61,32 @@ def _scan(run_id: str, settings: Settings) -> dict[str, Any]:
     _close_stale_runs(settings)
     cold = not state.has_baseline()
     gis = GisClient(settings)
-    meta = {"kind": "scan", "cold_start": cold, "started_at": sync.iso(started),
-            "started_ts": started, "dry_run": settings.dry_run}
+    meta = {"cold_start": cold, "dry_run": settings.dry_run}
     try:
-        changes = sync.read_changes(gis, settings, None if cold else state.marks())
+        found = changes.read_changes(gis, settings, None if cold else state.marks())
     except AuthError as exc:
         # A 401 stops the scan: recorded for the user, never retried in a loop.
-        state.start_run(run_id, {**meta, "gis_calls": gis.calls})
-        state.finish_run(run_id, {"error": str(exc), "duration_s": time.time() - started},
-                         settings.gis_runs_kept)
+        state.start_run(run_id, "scan", **meta, gis_calls=gis.calls)
+        state.halt(run_id, str(exc))
+        state.finish_run(run_id, settings.gis_runs_kept,
+                         duration_s=round(time.time() - started, 3))
         raise
-    people, applications = sync.with_retries(changes.people, changes.applications)
-    state.start_run(run_id, {**meta, "gis_calls": changes.gis_calls})
+    people, applications = changes.with_retries(found.people, found.applications)
+    state.start_run(run_id, "scan", **meta, gis_calls=found.gis_calls)
     tasks = _fan_out(run_id, settings, people, applications, sync.SCAN, None)
     if not settings.dry_run:  # the fan-out is in the broker now: safe to move on
-        state.set_marks(changes.marks)
+        state.set_marks(found.marks)
         if cold:
             state.set_baseline(run_id)
-    return {"status": "started", "run": run_id, "cold_start": cold, "people": len(people),
-            "applications": len(applications), "tasks": tasks, "gis_calls": changes.gis_calls}
+    return {"status": "started", "run_id": run_id, "cold_start": cold, "people": len(people),
+            "applications": len(applications), "tasks": tasks, "gis_calls": found.gis_calls}
 
 
 def _close_stale_runs(settings: Settings) -> None:
     """Summaries for runs whose chord body never ran, marked incomplete (after twice
     the visibility timeout, every redelivery and retry of theirs is over)."""
     for run_id in state.stale_runs(2 * settings.visibility_timeout):
-        summary = state.finish_run(run_id, {"incomplete": True}, settings.gis_runs_kept)
+        summary = state.finish_run(run_id, settings.gis_runs_kept, incomplete=True)
         if summary:
             log.warning("gis run %s never finished: summary kept as incomplete", run_id)
 
@@ -94,7 +97,7 @@ def _fan_out(run_id: str, settings: Settings, people: list[Record],
     common = {"run_id": run_id, "mode": mode, "since": since}
     if len(people) + len(applications) >= settings.gis_batch_threshold:
         header = [sync_batch.s(ps, apps, **common)
-                  for ps, apps in sync.bundles(people, applications, settings.gis_batch_size)]
+                  for ps, apps in changes.bundles(people, applications, settings.gis_batch_size)]
     else:
         header = [sync_person.s(str(p.get("id")), record=p, **common) for p in people]
         header += [sync_application.s(str(a.get("id")), record=a, **common)
@@ -146,13 +149,11 @@ def sync_batch(self: FleetTask, people: list[Record], applications: list[Record]
 def finish_scan(self: FleetTask, results: list[Any], run_id: str) -> dict[str, Any]:
     """Chord body: the run's counters become its summary (once, even if redelivered)."""
     settings = get_settings()
-    raw = state.r().hget(state.run_key(run_id), "meta:started_ts")
-    started = float(raw) if raw else time.time()
-    extra = {"finished_at": sync.iso(time.time()),
-             "duration_s": round(time.time() - started, 3), "tasks": len(results)}
-    summary = state.finish_run(run_id, extra, settings.gis_runs_kept)
+    started = (fleet_runs.get(state.JOB, run_id) or {}).get("started_ts") or time.time()
+    summary = state.finish_run(run_id, settings.gis_runs_kept, tasks=len(results),
+                               duration_s=round(time.time() - started, 3))
     if summary is None:
-        return {"run": run_id, "status": "already finished"}
+        return fleet_runs.summary(state.JOB, run_id) or {"run_id": run_id}
     log.info("gis run finished: %s", {k: v for k, v in summary.items() if k != "errors"})
     return summary
 
@@ -167,14 +168,12 @@ def backfill(self: FleetTask, since: str | None = None, person_ids: list[str] | 
     if since and since_ts is None:
         raise ValueError(f"since must be an ISO-8601 date, got {since!r}")
     run_id = self.request.id or f"backfill-{time.time_ns()}"
-    started = time.time()
     gis = GisClient(settings)
     people, applications = _backfill_records(gis, settings, since, person_ids, application_ids)
-    state.start_run(run_id, {"kind": "backfill", "since": since, "started_at": sync.iso(started),
-                             "started_ts": started, "dry_run": settings.dry_run,
-                             "gis_calls": gis.calls})
+    state.start_run(run_id, "backfill", since=since, dry_run=settings.dry_run,
+                    gis_calls=gis.calls)
     tasks = _fan_out(run_id, settings, people, applications, sync.BACKFILL, since_ts)
-    return {"status": "started", "run": run_id, "people": len(people),
+    return {"status": "started", "run_id": run_id, "people": len(people),
             "applications": len(applications), "tasks": tasks, "gis_calls": gis.calls}
 
 
@@ -182,8 +181,8 @@ def _backfill_records(gis: GisClient, settings: Settings, since: str | None,
                       person_ids: list[str] | None, application_ids: list[str] | None
                       ) -> tuple[list[Record], list[Record]]:
     if not person_ids and not application_ids:
-        changes = sync.read_changes(gis, settings, _since_marks(since))
-        return changes.people, changes.applications
+        found = changes.read_changes(gis, settings, _since_marks(since))
+        return found.people, found.applications
     people = [p for p in (gis.person(str(i)) for i in person_ids or []) if p]
     applications: dict[str, Record] = {}
     for pid in person_ids or []:
@@ -202,13 +201,13 @@ def _since_marks(since: str | None) -> dict[str, str] | None:
         return None
     ts = to_unix(since)
     assert ts is not None
-    shifted = sync.iso(ts + get_settings().gis_scan_overlap)
+    shifted = changes.iso(ts + get_settings().gis_scan_overlap)
     return {"people": shifted, "applications": shifted, "incoming": shifted}
 
 
 @app.task(name="gis.runs")
 def runs(n: int = 10) -> list[dict[str, Any]]:
-    return state.runs(n)
+    return state.recent_runs(n)
 
 
 @app.task(name="gis.failed")

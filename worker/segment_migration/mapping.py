@@ -10,6 +10,7 @@ sent at all (Voucherify's customer fields are not nullable).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -124,7 +125,8 @@ def _email_problem(value: str) -> str | None:
     return None
 
 
-def _checked(out: Mapped, name: str, raw: Any, extra_check=None) -> str | None:
+def _checked(out: Mapped, name: str, raw: Any,
+             extra_check: Callable[[str], str | None] | None = None) -> str | None:
     """A string field: absent -> None; wrong type, too long or invalid -> warning + None."""
     if raw is None:
         return None

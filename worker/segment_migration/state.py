@@ -1,116 +1,87 @@
 """A migration run's state in Redis: everything a crash, a redelivery or a resume needs.
 
-Keys (all through `worker.store.key`, so under `sf:seg:run:{run_id}`):
+Keys (job "segment"; the run record and summary through `worker.runs`):
 
-    sf:seg:runs                     zset run_id -> start time (the list of runs)
-    sf:seg:run:{id}                 hash: the run record (settings, status, walk checkpoint)
-    sf:seg:run:{id}:slice:{n}       JSON list of the slice's segment ids (stored by the walk)
-    sf:seg:run:{id}:results         hash n -> the slice's result record (JSON)
-    sf:seg:run:{id}:counts          hash n -> the slice's counts (JSON), for cheap progress
-    sf:seg:run:{id}:done            set of slices that completed (skipped on resume)
-    sf:seg:run:{id}:finished        set of slices with an outcome in the current attempt
-    sf:seg:run:{id}:calls           hash service -> requests made (all attempts)
-    sf:seg:run:{id}:mapped:{n}      JSON checkpoint: the slice's mapped customers (a retry or
-                                    a redelivery does not fetch Segment again); deleted at the end
-    sf:seg:run:{id}:actions:{n}     hash chunk -> async action id, chunk:outcome -> its outcome
-                                    (a redone slice polls the action it sent, never re-sends)
-    sf:seg:run:{id}:summary         JSON, written once (SET NX)
-    sf:seg:run:{id}:summary:{k}     the summary of attempt k, kept when a resume starts k+1
+    sf:runs                             zset: every job's runs (`worker.runs`)
+    sf:segment:run:{id}                 hash: the run record (settings, status, attempt,
+                                        walk checkpoint: cursor, slices, launched, buffer)
+    sf:segment:run:{id}:summary         JSON, written once (`worker.runs.finish`)
+    sf:segment:run:{id}:summary:{k}     the summary of attempt k, kept when k+1 starts
+    sf:segment:run:{id}:slice:{n}       JSON list of the slice's segment ids (the walk)
+    sf:segment:run:{id}:results         hash n -> the slice's result record (JSON)
+    sf:segment:run:{id}:counts          hash n -> the slice's counts (JSON), for progress
+    sf:segment:run:{id}:done            set of slices that completed (skipped on resume)
+    sf:segment:run:{id}:finished        set of slices with an outcome in this attempt
+    sf:segment:run:{id}:calls           hash service -> requests made (all attempts)
+    sf:segment:run:{id}:mapped:{n}      JSON checkpoint: the slice's mapped customers (a
+                                        retry or redelivery does not fetch Segment again)
+    sf:segment:run:{id}:actions:{n}     hash position -> "length:async action id", and
+                                        "position:outcome" -> its final outcome (a redone
+                                        slice polls what it sent, never sends it twice)
+    sf:lock:segment:plan:{id}           one walk of a run at a time
+    sf:lock:segment:slice:{id}:{n}      one delivery of a slice at a time
 
 A slice is *done* when it completed (its customers were sent and their async actions
 reported, even if some customers failed there); a slice that could not complete (retries
 exhausted, a 4xx for the whole request, a failed async action, a 401) is *finished* but
 not done, so a resume redoes it. The run is complete when every planned slice is finished
-(or, after a 401 stopped the run, every launched slice is).
+(or, after a 401 halted the run, every launched slice is).
 """
 
 from __future__ import annotations
 
 import json
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
-from worker import store
+from worker import runs, store
 
+JOB = "segment"
 MAPPED_TTL = 7 * 24 * 3600  # checkpoints of slices that never finish go away on their own
 COUNT_FIELDS = ("profiles", "sent", "upserted", "skipped", "failed", "warnings")
+dumps = runs.dumps
 
 
 def _k(run_id: str, *parts: object) -> str:
-    return store.key("seg", "run", run_id, *parts)
+    return runs.key(JOB, run_id, *parts)
 
 
 def _r() -> redis.Redis:
     return store.client()
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 # --- the run record --------------------------------------------------------------------
 
 def create_run(run_id: str, slice_size: int, dry_run: bool) -> bool:
     """Create the run record; False if the run exists (then it is a resume)."""
-    r = _r()
-    if not r.hsetnx(_k(run_id), "run_id", run_id):
-        return False
-    started = time.time()
-    r.hset(_k(run_id), mapping={
-        "started_at": now_iso(), "started_ts": started, "slice_size": slice_size,
-        "dry_run": int(dry_run), "status": "planning", "attempt": 1, "cursor": "0",
-        "slices": 0, "launched": 0, "walk_done": 0, "buffer": "[]"})
-    r.zadd(store.key("seg", "runs"), {run_id: started})
-    return True
+    return runs.start(JOB, run_id, "migration", slice_size=slice_size, dry_run=dry_run,
+                      attempt=1, cursor="0", slices=0, launched=0, walk_done=False,
+                      buffer=[])
 
 
 def get_run(run_id: str) -> dict[str, Any] | None:
-    raw = _r().hgetall(_k(run_id))
-    if not raw:
-        return None
-    run: dict[str, Any] = dict(raw)
-    for name in ("slice_size", "slices", "launched", "attempt"):
-        run[name] = int(run.get(name) or 0)
-    for name in ("dry_run", "walk_done"):
-        run[name] = run.get(name) == "1"
-    run["started_ts"] = float(run.get("started_ts") or 0)
-    run["buffer"] = json.loads(run.get("buffer") or "[]")
-    return run
+    return runs.get(JOB, run_id)
 
 
-def update_run(run_id: str, **fields: Any) -> None:
-    values = {k: (int(v) if isinstance(v, bool) else v) for k, v in fields.items()}
-    _r().hset(_k(run_id), mapping=values)
+def update_run(run_id: str, /, **fields: Any) -> None:
+    runs.update(JOB, run_id, **fields)
 
 
 def save_walk(run_id: str, cursor: str | None, slices: int, buffer: list[str],
               walk_done: bool) -> None:
     """The walk's checkpoint: where to continue, and the ids not yet in a slice."""
-    update_run(run_id, cursor=cursor or "", slices=slices, buffer=dumps(buffer),
+    update_run(run_id, cursor=cursor or "", slices=slices, buffer=buffer,
                walk_done=walk_done)
 
 
-def stop(run_id: str, message: str) -> None:
-    """A 401 (or another run-wide failure) stops the run; the first message stays."""
-    r = _r()
-    r.hsetnx(_k(run_id), "error", message)
-    r.hset(_k(run_id), "status", "stopped")
+def halt(run_id: str, message: str) -> None:
+    """A 401 (or another run-wide failure) halts the run; the first message stays."""
+    runs.halt(JOB, run_id, message)
 
 
-def stopped(run_id: str) -> str | None:
-    run = _r().hmget(_k(run_id), "status", "error")
-    return (run[1] or "stopped") if run[0] == "stopped" else None
-
-
-def list_runs(limit: int = 20) -> list[str]:
-    return list(_r().zrevrange(store.key("seg", "runs"), 0, limit - 1))
+def halted(run_id: str) -> str | None:
+    return runs.halted(JOB, run_id)
 
 
 # --- slices ----------------------------------------------------------------------------
@@ -146,7 +117,7 @@ def finish_slice(run_id: str, record: dict[str, Any]) -> None:
             pipe.sadd(_k(run_id, "done"), n)
         else:
             pipe.srem(_k(run_id, "done"), n)
-        pipe.delete(_k(run_id, "mapped", n))
+        pipe.delete(_k(run_id, "mapped", n), _k(run_id, "actions", n))
         pipe.execute()
 
 
@@ -193,19 +164,16 @@ def actions(run_id: str, slice_no: int) -> dict[str, str]:
 
 
 def save_action(run_id: str, slice_no: int, name: str, value: str) -> None:
-    r = _r()
-    r.hset(_k(run_id, "actions", slice_no), name, value)
-    r.expire(_k(run_id, "actions", slice_no), MAPPED_TTL)
-
-
-def clear_actions(run_id: str, slice_no: int) -> None:
-    _r().delete(_k(run_id, "actions", slice_no))
+    with _r().pipeline(transaction=False) as pipe:
+        pipe.hset(_k(run_id, "actions", slice_no), name, value)
+        pipe.expire(_k(run_id, "actions", slice_no), MAPPED_TTL)
+        pipe.execute()
 
 
 # --- completion, resume, summary -------------------------------------------------------
 
 def is_complete(run: dict[str, Any], finished: set[int]) -> bool:
-    if run.get("status") == "stopped":
+    if run.get("status") == runs.HALTED:
         return all(n in finished for n in range(run["launched"]))
     return run["walk_done"] and all(n in finished for n in range(run["slices"]))
 
@@ -225,8 +193,9 @@ def begin_resume(run_id: str) -> list[int]:
         pipe.delete(_k(run_id, "finished"))
         pipe.sunionstore(_k(run_id, "finished"), [_k(run_id, "done")])
         pipe.hdel(_k(run_id), "error", "finished_at")
-        pipe.hset(_k(run_id), mapping={"status": "planning", "attempt": attempt + 1,
-                                       "launched": 0, "resumed_at": now_iso()})
+        pipe.hset(_k(run_id), mapping={
+            "status": dumps(runs.RUNNING), "attempt": dumps(attempt + 1),
+            "launched": dumps(0), "resumed_at": dumps(runs.iso())})
         pipe.execute()
     done = done_slices(run_id)
     return [n for n in range(run.get("slices", 0)) if n not in done]
@@ -234,16 +203,11 @@ def begin_resume(run_id: str) -> list[int]:
 
 def save_summary(run_id: str, summary: dict[str, Any]) -> bool:
     """Write the summary once; False if it already exists (a second delivery)."""
-    created = _r().set(_k(run_id, "summary"), dumps(summary), nx=True)
-    if created:
-        update_run(run_id, status="done" if summary.get("status") != "stopped" else "stopped",
-                   finished_at=summary.get("finished_at", now_iso()))
-    return bool(created)
+    return runs.finish(JOB, run_id, summary)
 
 
 def get_summary(run_id: str) -> dict[str, Any] | None:
-    raw = _r().get(_k(run_id, "summary"))
-    return json.loads(raw) if raw else None
+    return runs.summary(JOB, run_id)
 
 
 def progress(run_id: str) -> dict[str, Any] | None:
@@ -257,7 +221,7 @@ def progress(run_id: str) -> dict[str, Any] | None:
         for name, value in json.loads(raw).items():
             totals[name] = totals.get(name, 0) + int(value or 0)
     return {
-        "run_id": run_id, "status": run.get("status"), "error": run.get("error"),
+        "run_id": run_id, "job": JOB, "status": run.get("status"), "error": run.get("error"),
         "attempt": run["attempt"], "dry_run": run["dry_run"],
         "started_at": run.get("started_at"), "walk_done": run["walk_done"],
         "slices_total": run["slices"], "slices_finished": r.scard(_k(run_id, "finished")),

@@ -1,8 +1,9 @@
 """The run's summary: what happened to every profile, built from the stored slice records.
 
-Format (JSON, stored at sf:seg:run:{id}:summary):
+Format (JSON, stored at sf:segment:run:{id}:summary; status words of `worker.runs`):
 
-    run_id, status ("completed" | "completed_with_errors" | "stopped"), error, dry_run,
+    job ("segment"), kind ("migration"), run_id,
+    status ("finished" | "finished_with_errors" | "halted"), error, dry_run,
     attempt, started_at, finished_at, duration_s,
     profiles_seen, customers_sent, customers_upserted (the async actions' done_count),
     would_send (dry run only), unconfirmed (sent, neither done nor in errors),
@@ -20,7 +21,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from worker.segment_migration.state import now_iso
+from worker import runs
 
 log = logging.getLogger("worker.segment_migration")
 
@@ -33,13 +34,13 @@ def build_summary(run: dict[str, Any], results: dict[int, dict[str, Any]],
     warnings = [w for r in records for w in r.get("warnings") or []]
     failed_slices = [{"slice": r["slice"], "error": r.get("error")}
                      for r in records if not r.get("ok")]
-    stopped = run.get("status") == "stopped"
-    status = "stopped" if stopped else (
-        "completed_with_errors" if failed or failed_slices else "completed")
+    halted = (run.get("error") or runs.HALTED) if run.get("status") == runs.HALTED else None
     summary: dict[str, Any] = {
-        "run_id": run["run_id"], "status": status, "error": run.get("error"),
-        "dry_run": run["dry_run"], "attempt": run["attempt"],
-        "started_at": run.get("started_at"), "finished_at": now_iso(),
+        "job": run.get("job", "segment"), "kind": run.get("kind", "migration"),
+        "run_id": run["run_id"],
+        "status": runs.status_of(halted, len(failed) + len(failed_slices)),
+        "error": run.get("error"), "dry_run": run["dry_run"], "attempt": run["attempt"],
+        "started_at": run.get("started_at"), "finished_at": runs.iso(),
         "duration_s": round(time.time() - run["started_ts"], 2),
         "profiles_seen": sum(r.get("profiles", 0) for r in records),
         "customers_sent": sum(r.get("sent", 0) for r in records),

@@ -1,0 +1,58 @@
+"""The Celery configuration, read from `worker.settings` when the app is first configured
+(`app.config_from_object("worker.celeryconfig")` is lazy), never at import of the app.
+
+Reliability first: JSON only, explicit queues, late acks with redelivery of a dead
+worker's messages, soft and hard time limits below the broker's visibility timeout.
+"""
+
+from kombu import Exchange, Queue
+
+from beat.schedule import beat_schedule as _beat_schedule
+from worker import logging_setup
+from worker.settings import get_settings
+
+QUEUES = ("default", "gis", "segment")
+
+_settings = get_settings()
+_transport = {
+    "visibility_timeout": _settings.visibility_timeout,
+    # Sweep for a dead worker's unacked messages every 10 s (kombu's default scans only
+    # every 10th time, ~100 s); the sweep's mutex outlives a worker killed in it.
+    "unacked_restore_throttle": 1,
+    "unacked_mutex_expire": 60,
+}
+
+broker_url = _settings.redis_url
+result_backend = _settings.redis_url
+broker_transport_options = _transport
+result_backend_transport_options = _transport
+broker_connection_retry_on_startup = True
+# JSON only: nothing pickled crosses Redis.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+# Explicit queues: a typo in a route fails loudly instead of creating a queue.
+task_queues = [Queue(name, Exchange(name), routing_key=name) for name in QUEUES]
+task_default_queue = "default"
+task_create_missing_queues = False
+task_routes = {"gis.*": {"queue": "gis"}, "segment.*": {"queue": "segment"}}
+# A task is acknowledged when it is done, so a killed worker's work is redone.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+task_soft_time_limit = _settings.task_soft_time_limit
+task_time_limit = _settings.task_time_limit
+result_expires = _settings.result_expires
+# Results hold return values only: extended results would keep every task's arguments
+# (whole GIS records) in Redis until result_expires.
+result_extended = False
+task_track_started = True
+# Flower shows tasks from these events.
+worker_send_task_events = True
+task_send_sent_event = True
+timezone = "UTC"
+enable_utc = True
+worker_hijack_root_logger = True
+worker_log_format = logging_setup.FORMAT
+worker_task_log_format = logging_setup.FORMAT
+beat_schedule = _beat_schedule(_settings.gis_scan_interval)
