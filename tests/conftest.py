@@ -1,9 +1,12 @@
-"""Real parts for every test: a Redis server, the fleet's Celery app, a real worker.
+"""The fixtures every part of the suite shares: Redis, the fleet's app and a real worker,
+worker processes, the sandbox. Plain helpers live in `tests/support/`.
 
 Redis is `REDIS_URL` when it is set, otherwise a private redis-server on a free port
-(scripts/redis_server.py), started before the app is imported so every connection
-points at it. Each test starts with the fleet's own keys (`sf:*`, the rate-limit
-windows) cleared; Celery's queue bindings stay, so the session worker keeps working.
+(scripts/redis_server.py), started the first time a test asks for it: pure-function
+tests run without one. The app reads its configuration when it is first used, so the
+URL chosen here (before any test runs) is the one every part of the fleet sees. Each
+test that uses Redis starts with the fleet's own keys (`sf:*`, the rate-limit windows)
+cleared; Celery's queue bindings stay, so the session worker keeps working.
 """
 
 from __future__ import annotations
@@ -11,24 +14,28 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
-from kombu import Connection
+from celery.backends.redis import ResultConsumer
+from celery.contrib.testing.worker import start_worker
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT, clear_fleet_state
+from tests.support import tasks as _test_tasks  # noqa: F401 - registers tests.* tasks
+from tests.support.processes import WorkerProcess
+from worker import app as fleet_celery_app
+from worker.settings import get_settings
+from worker.store import connect
+
 sys.path.insert(0, str(ROOT / "scripts"))
+from redis_server import PrivateRedis, free_port  # noqa: E402
 
-from redis_server import PrivateRedis  # noqa: E402
-
-_redis = PrivateRedis().__enter__()
-os.environ["REDIS_URL"] = _redis.url
+# The URL is fixed before anything reads the settings; the server starts on first use.
+_OWN_REDIS = not os.environ.get("REDIS_URL")
+if _OWN_REDIS:
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
 os.environ["SYNCFLEET_ENV_FILE"] = os.devnull  # never a developer's real .env
 
 # Credentials a test did not set must look missing, whatever the shell exported.
@@ -36,46 +43,16 @@ for _name in list(os.environ):
     if _name.startswith(("CUSTOMERIO_", "SEGMENT_", "VOUCHERIFY_", "GIS_")):
         del os.environ[_name]
 
-from celery.backends.redis import ResultConsumer  # noqa: E402
-from celery.contrib.testing.worker import start_worker  # noqa: E402
-
-from worker import app as fleet_celery_app  # noqa: E402
-from worker.http import TransientError  # noqa: E402
-from worker.ratelimit import NoBudget  # noqa: E402
-from worker.settings import get_settings  # noqa: E402
-from worker.store import connect  # noqa: E402
-from worker.tasking import FleetTask  # noqa: E402
-
-
-@fleet_celery_app.task(name="tests.add")
-def add(x: int, y: int) -> int:
-    return x + y
-
-
-@fleet_celery_app.task(name="tests.total")
-def total(numbers: list[int]) -> int:
-    return sum(numbers)
-
-
-@fleet_celery_app.task(name="tests.scripted", base=FleetTask, bind=True, max_retries=2,
-                       max_budget_waits=5, backoff_base=0.01)
-def scripted(self: FleetTask, script: list[str]) -> int:
-    """Per attempt: "budget" (no budget now), "5xx" (a transient failure) or "ok"."""
-    step = script[self.request.retries]
-    if step == "budget":
-        raise NoBudget("test", 0.01)
-    if step == "5xx":
-        raise TransientError("test", "503 on GET /")
-    return self.request.retries
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    _redis.__exit__(None, None, None)
-
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    return _redis.url
+def redis_url() -> Iterator[str]:
+    url = os.environ["REDIS_URL"]
+    if not _OWN_REDIS:
+        yield url
+        return
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    with PrivateRedis(port=port) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")
@@ -83,29 +60,28 @@ def redis_client(redis_url: str):
     return connect(redis_url)
 
 
-def clear_fleet_state(redis_client) -> None:
-    for pattern in ("sf:*", "LIMITS*"):
-        keys = list(redis_client.scan_iter(pattern, count=1000))
-        for i in range(0, len(keys), 500):
-            redis_client.delete(*keys[i:i + 500])
-
-
 @pytest.fixture(autouse=True)
-def fresh_state(redis_client) -> Iterator[None]:
-    """Every test starts from empty fleet state and re-reads settings from the env."""
-    clear_fleet_state(redis_client)
+def fresh_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test re-reads settings from the env; one that uses Redis starts from empty
+    fleet state."""
+    if "redis_url" in request.fixturenames:
+        clear_fleet_state(request.getfixturevalue("redis_client"))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _unsubscribe_results_before_redis_stops():
+@pytest.fixture(scope="session")
+def fleet_app(redis_url: str):
+    yield fleet_celery_app
+    _unsubscribe_results()
+
+
+def _unsubscribe_results() -> None:
     """Starting a chord on Redis subscribes the starting thread's result backend to each
     header result (celery's apply_chord builds a GroupResult with a ready barrier); the
     in-process worker's threads keep those until exit, after the private Redis is gone,
     where each unsubscribe retries for 20 s. Drop them while Redis still runs."""
-    yield
     gc.collect()
     for consumer in [o for o in gc.get_objects() if isinstance(o, ResultConsumer)]:
         with consumer._locked():
@@ -116,69 +92,11 @@ def _unsubscribe_results_before_redis_stops():
 
 
 @pytest.fixture(scope="session")
-def fleet_app():
-    return fleet_celery_app
-
-
-@pytest.fixture(scope="session")
 def fleet_worker(fleet_app):
     """A real Celery worker (threads) consuming the app's queues from the test Redis."""
     with start_worker(fleet_app, pool="threads", concurrency=4, perform_ping_check=False,
                       loglevel="WARNING", shutdown_timeout=30) as worker:
         yield worker
-
-
-class WorkerProcess:
-    """`celery -A worker worker` as a separate process, for crash tests."""
-
-    def __init__(self, env: dict[str, str], name: str, concurrency: int = 2) -> None:
-        self.name = f"{name}@%h"
-        args = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-n", self.name,
-                "--pool", "threads", "-c", str(concurrency), "--loglevel", "INFO",
-                "--without-heartbeat", "--without-gossip", "--without-mingle"]
-        logs = Path(tempfile.gettempdir())
-        self.log_path = logs / f"syncfleet-worker-{name}-{time.time_ns()}.log"
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, app, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited: {self.log_path.read_text()[-2000:]}")
-            replies = app.control.ping(timeout=0.5) or []
-            if any(self.name.split("@")[0] in next(iter(r)) for r in replies):
-                return
-        raise RuntimeError(f"worker did not answer ping: {self.log_path.read_text()[-2000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: no warm shutdown, no acks."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-
-def sweep_unacked(redis_url: str, visibility_timeout: float) -> None:
-    """Run kombu's redelivery sweep once, as a live worker does every 10 s: messages a
-    killed worker took and never acknowledged go back to their queue once
-    `visibility_timeout` has passed. Crash tests call it so as not to wait for the
-    next periodic sweep."""
-    options = {"visibility_timeout": visibility_timeout, "unacked_restore_throttle": 1}
-    with Connection(redis_url, transport_options=options) as conn:
-        conn.default_channel.qos.restore_visible(num=1000, interval=1)
 
 
 @pytest.fixture
@@ -210,6 +128,17 @@ def sandbox():
         yield server
 
 
+@pytest.fixture
+def sandbox_env(sandbox, redis_url, monkeypatch):
+    """The sandbox reset to its default world, with the fleet's env pointing at it."""
+    sandbox.admin.reset()
+    for name, value in sandbox.env().items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield sandbox
+    get_settings.cache_clear()
+
+
 class ManualClock:
     """The sandbox's clock (rate windows, Retry-After bookkeeping, async actions), moved
     only by the test: its arithmetic is proved exactly, however slowly a busy machine
@@ -231,14 +160,3 @@ def sandbox_clock(sandbox_env) -> Iterator[ManualClock]:
     sandbox_env.ctx.clock = manual
     yield manual
     sandbox_env.ctx.clock = time.monotonic
-
-
-@pytest.fixture
-def sandbox_env(sandbox, monkeypatch):
-    """The sandbox reset to its default world, with the fleet's env pointing at it."""
-    sandbox.admin.reset()
-    for name, value in sandbox.env().items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    yield sandbox
-    get_settings.cache_clear()

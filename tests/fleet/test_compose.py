@@ -21,17 +21,16 @@ import pytest
 import requests
 from celery import Celery
 
-from tests.foundation.helpers import (
-    ROOT,
+from tests.support import ROOT, wait_for
+from tests.support.compose import (
     MissingVariable,
-    Service,
     command,
     environment,
     interpolate,
     load,
     service,
-    wait_for,
 )
+from tests.support.processes import Process
 from worker.settings import Settings
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -156,7 +155,7 @@ def compose_stack(tmp_path: Path) -> Iterator[dict]:
     redis_args = [server_binary(), *command("redis", SECRETS)[1:],
                   "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
     redis = subprocess.Popen(redis_args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    started: list[Service] = []
+    started: list[Process] = []
     try:
         wait_ready_with_auth(port, redis)
         bin_dir = str(Path(sys.executable).parent)
@@ -169,7 +168,7 @@ def compose_stack(tmp_path: Path) -> Iterator[dict]:
             args = command(name, SECRETS)
             if name == "flower":  # compose maps the port; here it must be a free one
                 args = [a.replace("--port=5555", f"--port={flower_port}") for a in args]
-            started.append(Service(name, args, env, tmp_path))
+            started.append(Process(name, args, env, cwd=tmp_path, logs=tmp_path))
         yield {"redis_port": port, "redis_proc": redis, "flower_port": flower_port,
                "services": {s.name: s for s in started}, "env": env}
     finally:
@@ -219,7 +218,7 @@ def test_compose_services_start_and_answer(compose_stack):
     client = Celery(broker=url, backend=url)
     try:
         wait_for(lambda: any(node in r for r in client.control.ping(timeout=0.5) or []),
-                 "the worker to answer ping", everything)
+                 "the worker to answer ping", alive=everything)
         # ... and the compose health check itself passes ($$ is compose's escape for $).
         check = " ".join(service("worker")["healthcheck"]["test"][1:]).replace("$$", "$")
         env = {**compose_stack["env"], "HOSTNAME": socket.gethostname()}
@@ -235,7 +234,7 @@ def test_compose_services_start_and_answer(compose_stack):
     received = re.compile(r"gis\.scan\[[0-9a-f-]{36}\] received|unregistered task of type "
                           r"'gis\.scan'")
     wait_for(lambda: received.search(svc["worker"].log()), "beat's gis.scan at the worker",
-             everything)
+             alive=everything)
     assert "celery beat" in svc["beat"].log() and "is starting" in svc["beat"].log()
 
     # flower: open health check, everything else behind the login.
@@ -247,7 +246,7 @@ def test_compose_services_start_and_answer(compose_stack):
         except requests.ConnectionError:
             return False
 
-    wait_for(healthy, "flower's /healthcheck", everything)
+    wait_for(healthy, "flower's /healthcheck", alive=everything)
     user, password = SECRETS["FLOWER_BASIC_AUTH"].split(":", 1)
     assert requests.get(f"{base}/", timeout=5).status_code == 401
     assert requests.get(f"{base}/", auth=(user, "wrong"), timeout=5).status_code == 401

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.foundation.helpers import ROOT
+from tests.support import ROOT
 from worker.settings import Settings
 
 EXAMPLE = (ROOT / ".env.example").read_text()

@@ -14,7 +14,8 @@ from celery import Celery
 from celery.signals import after_setup_task_logger
 from celery.utils.log import get_task_logger
 
-from tests.foundation.helpers import Service, wait_for
+from tests.support import wait_for
+from tests.support.processes import Process
 from worker import logging_setup
 
 GIS_TOKEN = "gis_tok_5e1f0c2b9a8d"
@@ -87,15 +88,17 @@ def test_worker_process_masks_credentials_in_its_own_log(redis_url, tmp_path: Pa
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "REDIS_URL": url, "GIS_ACCESS_TOKEN": GIS_TOKEN,
            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    worker = Service("worker", ["celery", "-A", "worker", "worker", "--loglevel=INFO",
-                                "--pool=threads", "-c", "1", "-n", "redact@%h"], env, tmp_path)
+    worker = Process("worker", ["celery", "-A", "worker", "worker", "--loglevel=INFO",
+                                "--pool=threads", "-c", "1", "-n", "redact@%h"], env,
+                     cwd=tmp_path, logs=tmp_path)
     client = Celery(broker=url)
     try:
         wait_for(lambda: "redact@" in str(client.control.ping(timeout=0.5)),
-                 "the worker to answer ping", [worker])
+                 "the worker to answer ping", alive=[worker])
         # An unknown task: the worker logs the whole message body, arguments included.
         client.send_task("tests.no_such_task", args=[f"token={GIS_TOKEN}"], queue="default")
-        wait_for(lambda: "unregistered task" in worker.log(), "the worker's error", [worker])
+        wait_for(lambda: "unregistered task" in worker.log(), "the worker's error",
+                 alive=[worker])
     finally:
         client.close()
         worker.stop()

@@ -13,14 +13,14 @@ def test_task_round_trip_through_redis(fleet_app, fleet_worker):
 
 
 def test_apply_async_uses_declared_queue(fleet_app, fleet_worker):
-    from tests.conftest import add
+    from tests.support.tasks import add
 
     result = add.apply_async((20, 22), queue="default")
     assert result.get(timeout=20) == 42
 
 
 def test_chord_through_redis_backend(fleet_app, fleet_worker):
-    from tests.conftest import add, total
+    from tests.support.tasks import add, total
 
     header = [add.s(i, i) for i in range(10)]
     result = chord(header)(total.s())

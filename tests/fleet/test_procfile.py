@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from tests.foundation.helpers import ROOT, procfile, procfile_command, service
+from tests.support import ROOT
+from tests.support.compose import procfile, procfile_command, service
 
 SERVICES = ("worker", "beat", "flower", "sandbox")
 

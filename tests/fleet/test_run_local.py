@@ -9,13 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.foundation.helpers import ROOT
+from tests.support import ROOT, wait_for
+from tests.support.processes import Process
 from worker.settings import get_settings
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -62,59 +62,34 @@ def test_make_run_starts_the_fleet_and_ctrl_c_stops_all_of_it(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "FLOWER_BASIC_AUTH")}
     env.update(SYNCFLEET_RUN_DIR=str(tmp_path), FLOWER_PORT=str(flower_port),
                SANDBOX_PORT=str(sandbox_port), PYTHONUNBUFFERED="1")
-    log_path = tmp_path / "run.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "scripts/run_local.py", "--sandbox"], cwd=ROOT,
-                                env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    run = Process("make-run", [sys.executable, "scripts/run_local.py", "--sandbox"], env,
+                  logs=tmp_path)
     try:
-        output = wait_log(log_path, proc, r"celery@\S+ ready")
+        output = wait_for(lambda: re.search(r"celery@\S+ ready", run.log()) and run.log(),
+                          "the worker to be ready", 45, alive=[run])
         login = re.search(r"login (\S+?):(\S+)\)", output).groups()
         redis_port = int(re.search(r"Redis:\s+redis://127\.0\.0\.1:(\d+)/0", output).group(1))
         base = f"http://127.0.0.1:{flower_port}"
-        wait_until(lambda: listening(flower_port), "flower", proc)
+        wait_for(lambda: listening(flower_port), "flower", 30, alive=[run])
         assert requests.get(f"{base}/", timeout=5).status_code == 401
         assert requests.get(f"{base}/", auth=login, timeout=5).status_code == 200
-        wait_until(lambda: listening(sandbox_port), "the sandbox", proc)
+        wait_for(lambda: listening(sandbox_port), "the sandbox", 30, alive=[run])
         stats = requests.get(f"http://127.0.0.1:{sandbox_port}/admin/stats", timeout=5)
         assert stats.status_code == 200
         assert listening(redis_port)
-        pids = [int(p) for p in re.findall(r"started \(pid=(\d+)\)", log_path.read_text())]
+        pids = [int(p) for p in re.findall(r"started \(pid=(\d+)\)", run.log())]
         assert len(pids) == 4  # worker, beat, flower, sandbox
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's group
+        if run.proc.poll() is None:
+            os.killpg(run.proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's group
         try:
-            code = proc.wait(30)
+            code = run.proc.wait(30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            run.kill()
             raise
-    assert code == 0, log_path.read_text()[-3000:]
+    assert code == 0, run.log()[-3000:]
     assert not listening(redis_port)
     assert not [pid for pid in pids if alive(pid)]
-
-
-def wait_log(path: Path, proc: subprocess.Popen, pattern: str, timeout: float = 45) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = path.read_text()
-        if re.search(pattern, text):
-            return text
-        if proc.poll() is not None:
-            pytest.fail(f"run_local exited ({proc.returncode}): {text[-3000:]}")
-        time.sleep(0.2)
-    pytest.fail(f"no {pattern!r} in time: {path.read_text()[-3000:]}")
-
-
-def wait_until(check, what: str, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"run_local exited before {what} was up")
-        time.sleep(0.2)
-    pytest.fail(f"{what} did not come up")
 
 
 def test_a_malformed_setting_stops_make_run_with_one_line():

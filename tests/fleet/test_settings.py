@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.foundation.helpers import ROOT
+from tests.support import ROOT
 from worker.settings import WHERE_TO_GET, MissingSetting, SettingsError, get_settings
 
 SECRET = "tok_live_9f8e7d6c5b4a3210"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from worker.clients.customerio import ITEM_MAX_BYTES, identify_item, split_batches
-from worker.gis_sync.sync import bundles, lower_bound, newest
+from worker.gis_sync.changes import bundles, lower_bound, newest
 
 
 def test_split_batches_stays_under_the_request_limit_and_keeps_indexes():

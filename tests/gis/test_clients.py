@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.clock import ago, iso
+from tests.support.clock import ago, iso
 from worker.clients.customerio import CustomerIo, event_item, identify_item
 from worker.clients.gis import GisClient, GisQueryError
 from worker.gis_sync import state, sync
@@ -50,7 +50,7 @@ def test_customerio_refusal_is_recorded_and_the_rest_syncs(sandbox_env):
     # One request per record: the sandbox answers 400 to the 200-byte id. (Its batch
     # endpoint does not check identifier length, so the 207 path is covered above.)
     job = sync.Job(get_settings(), run_id="refusals", use_batch=False)
-    state.start_run("refusals", {"kind": "test"})
+    state.start_run("refusals", "test")
     people = [person("101"), person(LONG_ID), person("102")]
     apps = [application("201", "101"), application("202", LONG_ID)]
     counts = sync.sync_records(people, apps, job)
@@ -80,14 +80,14 @@ def test_graphql_errors_raise_a_clear_error(sandbox_env, monkeypatch):
 def test_a_run_whose_chord_never_finished_gets_an_incomplete_summary(redis_client):
     from worker.gis_sync import tasks
 
-    state.start_run("lost-run", {"kind": "scan"})
+    state.start_run("lost-run", "scan")
     state.count("lost-run", {"people_seen": 7})
     assert state.stale_runs(60) == []
     redis_client.zadd(state.OPEN_RUNS, {"lost-run": 1})  # started long ago
     tasks._close_stale_runs(get_settings())
-    summary = state.runs(1)[0]
-    assert (summary["run"], summary["incomplete"], summary["people_seen"]) == (
-        "lost-run", True, 7)
+    summary = state.recent_runs(1)[0]
+    assert (summary["run_id"], summary["status"], summary["people_seen"]) == (
+        "lost-run", "incomplete", 7)
     assert state.stale_runs(0) == []
 
 
@@ -130,7 +130,7 @@ def test_a_batch_request_refused_as_a_whole_refuses_its_items(sandbox_env):
     # now each item is refused, as a per-record send would be, and kept for retry.
     sandbox_env.admin.faults("customerio", error_rate=1.0, error_statuses=[400])
     job = sync.Job(get_settings(), run_id="refused-batch", use_batch=True)
-    state.start_run("refused-batch", {"kind": "test"})
+    state.start_run("refused-batch", "test")
     counts = sync.sync_records([person("301"), person("302")], [application("401", "301")],
                                job)
     assert counts["people_failed"] == 2 and counts.get("people_updated", 0) == 0

@@ -8,14 +8,17 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import sweep_unacked
-from tests.gis.conftest import WINDOW, Truth, assert_clean, flat, now, received, wait_run
+from tests.support.gis import WINDOW, Truth, assert_clean, flat, now, received, wait_run
+from tests.support.processes import sweep_unacked
 
 MARGIN = 300
-VISIBILITY = 8
+# Longer than Celery's chord dispatch claim (10 s): a header task that completed the
+# chord on the killed worker is redelivered after it, and re-claims the dispatch of the
+# chord's body instead of finding the dead worker's claim still standing.
+VISIBILITY = 15
 # Short limits so that the broker redelivers the dead worker's messages in seconds.
-CRASH_ENV = {"VISIBILITY_TIMEOUT": str(VISIBILITY), "TASK_SOFT_TIME_LIMIT": "4",
-             "TASK_TIME_LIMIT": "6", "MAX_RETRY_COUNTDOWN": "5", "GIS_SCAN_LOCK_TIMEOUT": "6",
+CRASH_ENV = {"VISIBILITY_TIMEOUT": str(VISIBILITY), "TASK_SOFT_TIME_LIMIT": "8",
+             "TASK_TIME_LIMIT": "10", "MAX_RETRY_COUNTDOWN": "5", "GIS_SCAN_LOCK_TIMEOUT": "6",
              "GIS_BATCH_THRESHOLD": "100000"}  # one task per record: many small tasks
 
 
@@ -76,4 +79,4 @@ def test_sigkill_mid_scan_then_a_new_worker_finishes_the_job(
     counts = Counter(e for evs in got.values() for e in evs)
     assert [e for e, n in counts.items() if n > 1] == []
     assert_clean(admin)
-    assert run["run"] == scan.id and recovery < 60
+    assert run["run_id"] == scan.id and recovery < 90  # goal 60 s; margin for a busy machine

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.gis_sync.sync import read_changes
+from worker.gis_sync.changes import read_changes
 from worker.settings import Settings
 
 

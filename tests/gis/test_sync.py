@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ulid import ULID
 
-from tests.gis.conftest import (
+from tests.support.gis import (
     WINDOW,
     Truth,
     assert_clean,
@@ -15,6 +15,7 @@ from tests.gis.conftest import (
     unix,
     wait_run,
 )
+from worker import store
 from worker.gis_sync import state
 
 MARGIN = 300  # seconds around the cold-start window edge that may fall either way
@@ -66,7 +67,7 @@ def test_backfill_sends_every_history_in_order_and_repeats_the_same_ids(
     admin = gis_world.admin
     truth = Truth(admin)
     started = fleet_app.send_task("gis.backfill", kwargs={}).get(timeout=30)
-    first = wait_run(started["run"])
+    first = wait_run(started["run_id"])
     assert first["kind"] == "backfill"
 
     expected = truth.all_events()
@@ -82,7 +83,7 @@ def test_backfill_sends_every_history_in_order_and_repeats_the_same_ids(
                for evs in raw.values() for e in evs for i in [e["id"]])
 
     again = fleet_app.send_task("gis.backfill", kwargs={"since": None}).get(timeout=30)
-    wait_run(again["run"])
+    wait_run(again["run_id"])
     after = admin.customerio_events()
     assert {e["id"] for evs in after["events"].values() for e in evs} == ids
     assert after["duplicates"] == len(ids)  # every repeat carried an id already received
@@ -160,13 +161,13 @@ def test_overlapping_scans_one_runs_the_other_is_skipped(fleet_app, fleet_worker
     results = [first.get(timeout=60), second.get(timeout=60)]
     assert sorted(r["status"] for r in results) == ["skipped", "started"]
     run = next(r for r in results if r["status"] == "started")
-    wait_run(run["run"])
-    assert not state.r().exists(state.SCAN_LOCK)  # released in finally
+    wait_run(run["run_id"])
+    assert not state.r().exists(store.key("lock", state.SCAN_LOCK))  # released in finally
 
 
 def test_redis_state_lost_between_scans_sends_no_flood(
         fleet_app, fleet_worker, gis_world, redis_client):
-    from tests.conftest import clear_fleet_state
+    from tests.support import clear_fleet_state
 
     admin = gis_world.admin
     scan(fleet_app)
@@ -231,7 +232,8 @@ def test_gis_401_stops_the_scan_with_the_credential_named_and_no_retries(
     assert state.r().llen("gis") == 0
     assert len(gis_world.admin.requests(api="gis")) == 1
     assert gis_world.admin.requests(api="customerio") == []
-    assert "GIS_ACCESS_TOKEN" in state.runs(1)[0]["error"]
+    halted = state.recent_runs(1)[0]
+    assert halted["status"] == "halted" and "GIS_ACCESS_TOKEN" in halted["error"]
 
 
 def test_expired_gis_token_is_refreshed_once(fleet_app, fleet_worker, gis_world):
@@ -250,7 +252,7 @@ def test_customerio_401_halts_the_run_without_a_retry_storm(
     monkeypatch.setenv("CUSTOMERIO_API_KEY", "wrong-key")
     get_settings.cache_clear()
     run = scan(fleet_app)
-    assert "CUSTOMERIO_API_KEY" in run["halted"]
+    assert run["status"] == "halted" and "CUSTOMERIO_API_KEY" in run["error"]
     calls = gis_world.admin.requests(api="customerio")
     assert 1 <= len(calls) <= 4 and all(c["status"] == 401 for c in calls)  # <= concurrency
 
@@ -264,12 +266,13 @@ def test_a_halted_runs_records_are_synced_by_the_next_scan_once_the_key_is_fixed
     truth = Truth(gis_world.admin)
     monkeypatch.setenv("CUSTOMERIO_API_KEY", "wrong-key")
     get_settings.cache_clear()
-    assert "CUSTOMERIO_API_KEY" in scan(fleet_app)["halted"]
+    halted = scan(fleet_app)
+    assert halted["status"] == "halted" and "CUSTOMERIO_API_KEY" in halted["error"]
     assert state.marks() and state.failures()
     monkeypatch.setenv("CUSTOMERIO_API_KEY", gis_world.env()["CUSTOMERIO_API_KEY"])
     get_settings.cache_clear()
     run = scan(fleet_app)
-    assert "halted" not in run and run["cold_start"] is False
+    assert run["status"] != "halted" and run["cold_start"] is False
     profiles = gis_world.admin.customerio_profiles()["profiles"]
     assert set(profiles) == truth.valid_people()
     assert not any(f["reason"].startswith("run halted") for f in state.failures().values())

@@ -10,15 +10,19 @@ import time
 
 import pytest
 
-from tests.conftest import sweep_unacked
-from tests.segment.conftest import ROOT, start_run, wait_for, wait_summary
 from tests.segment.test_migration import user_id
+from tests.support import ROOT, wait_for
+from tests.support.processes import sweep_unacked
+from tests.support.segment import start_run, wait_summary
 from worker.segment_migration import state
 
-VISIBILITY = 8
+# Longer than Celery's chord dispatch claim (10 s): a header task that completed the
+# chord on the killed worker is redelivered after it, and re-claims the dispatch of the
+# chord's body instead of finding the dead worker's claim still standing.
+VISIBILITY = 15
 # Short limits so that the broker redelivers the dead worker's messages in seconds.
-CRASH_ENV = {"VISIBILITY_TIMEOUT": str(VISIBILITY), "TASK_SOFT_TIME_LIMIT": "4",
-             "TASK_TIME_LIMIT": "6", "MAX_RETRY_COUNTDOWN": "5",
+CRASH_ENV = {"VISIBILITY_TIMEOUT": str(VISIBILITY), "TASK_SOFT_TIME_LIMIT": "8",
+             "TASK_TIME_LIMIT": "10", "MAX_RETRY_COUNTDOWN": "5",
              "SEGMENT_SLICE_SIZE": "10", "SEGMENT_SLICES_PER_CHORD": "3",
              "SEGMENT_FETCH_CONCURRENCY": "2"}
 
@@ -36,7 +40,7 @@ def test_sigkill_mid_run_then_a_new_worker_finishes_every_customer_exactly_once(
     try:
         first = worker_process(CRASH_ENV, name="seg-crash-1", concurrency=2)
         run_id = start_run(fleet_app)
-        wait_for(lambda: len(state.finished_slices(run_id)) >= 2, 30, "two slices")
+        wait_for(lambda: len(state.finished_slices(run_id)) >= 2, "two slices", 30)
         first.kill()
         killed_at = time.monotonic()
         progress = state.progress(run_id)
@@ -45,7 +49,7 @@ def test_sigkill_mid_run_then_a_new_worker_finishes_every_customer_exactly_once(
         worker_process(CRASH_ENV, name="seg-crash-2", concurrency=4)
         time.sleep(max(0.0, killed_at + VISIBILITY + 1 - time.monotonic()))
         sweep_unacked(redis_url, VISIBILITY)
-        summary = wait_summary(run_id, timeout=60)
+        summary = wait_summary(run_id, timeout=75)
         recovery = time.monotonic() - killed_at
     finally:
         fleet_app.control.add_consumer("segment", destination=[fleet_worker.hostname],
@@ -58,13 +62,13 @@ def test_sigkill_mid_run_then_a_new_worker_finishes_every_customer_exactly_once(
     # Exactly once: a slice redone after the kill polled the bulk it had sent (its async
     # action id was stored the moment Voucherify accepted it) instead of sending it again.
     assert {k: c["upserts"] for k, c in customers.items() if c["upserts"] != 1} == {}
-    assert summary["status"] == "completed"
+    assert summary["status"] == "finished"
     assert summary["profiles_seen"] == len(world) and summary["slices"]["total"] == 12
     assert summary["customers_upserted"] == len(identified)
     assert {s["segment_id"] for s in summary["skipped"]} == \
         {p["segment_id"] for p in world if not user_id(p)}
     assert admin.stats()["rejected"]["voucherify"]["schema"] == 0
-    assert recovery < 45
+    assert recovery < 90  # the goal is 60 s; the margin is for a busy machine
     print(f"killed after {progress['slices_finished']} of 12 slices; summary "
           f"{recovery:.1f}s after the kill")
 

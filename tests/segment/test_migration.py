@@ -9,7 +9,8 @@ import re
 from datetime import date
 from typing import Any
 
-from tests.segment.conftest import run_migration, start_run, wait_for, wait_summary
+from tests.support import wait_for
+from tests.support.segment import run_migration, start_run, wait_summary
 from worker.segment_migration import mapping, state
 
 IN_FLIGHT = 0.15  # s: a request sent just before a 429 reached the fleet may arrive after it
@@ -71,7 +72,7 @@ def test_migration_sends_every_identified_profile_once_with_the_right_fields(
             set(expected.customer)
 
     assert any(len(p["traits"]) > 10 for p in identified.values())  # the paging was real
-    assert summary["status"] == "completed"
+    assert summary["status"] == "finished"
     assert summary["profiles_seen"] == len(world)
     assert summary["customers_sent"] == summary["customers_upserted"] == len(identified)
     unidentified = {p["segment_id"] for p in world if not user_id(p)}
@@ -114,7 +115,7 @@ def test_failed_async_actions_are_reported_per_customer_and_resume_redoes_only_t
     admin.faults("voucherify", fail_async_actions=0.5)
     first = run_migration(fleet_app)
     failed_slices = {s["slice"] for s in first["slices"]["failed"]}
-    assert first["status"] == "completed_with_errors"
+    assert first["status"] == "finished_with_errors"
     assert 0 < len(failed_slices) < 6
     stored = admin.voucherify_customers()["customers"]
     failed_ids = {f["source_id"] for f in first["failed"]}
@@ -131,7 +132,7 @@ def test_failed_async_actions_are_reported_per_customer_and_resume_redoes_only_t
     fetched = {r["path"].split("segment_id:")[1].split("/")[0]
                for r in admin.requests(api="segment") if "segment_id:" in r["path"]}
     assert fetched == redo_ids
-    assert second["status"] == "completed" and second["attempt"] == 2
+    assert second["status"] == "finished" and second["attempt"] == 2
     assert second["failed"] == []
     customers = admin.voucherify_customers()["customers"]
     assert failed_ids <= set(customers)
@@ -140,7 +141,7 @@ def test_failed_async_actions_are_reported_per_customer_and_resume_redoes_only_t
 
 
 def wait_for_new_summary(run_id: str) -> dict[str, Any]:
-    wait_for(lambda: (state.get_run(run_id) or {}).get("attempt", 1) >= 2, 20, "resume")
+    wait_for(lambda: (state.get_run(run_id) or {}).get("attempt", 1) >= 2, "resume", 20)
     return wait_summary(run_id)
 
 
@@ -159,7 +160,7 @@ def test_wrong_voucherify_key_stops_the_run_naming_the_credential(
         seg_env, fleet_app, fleet_worker, monkeypatch):
     monkeypatch.setenv("VOUCHERIFY_SECRET_KEY", "wrong")
     summary = run_migration(fleet_app)
-    assert summary["status"] == "stopped"
+    assert summary["status"] == "halted"
     assert "401" in summary["error"] and "VOUCHERIFY_SECRET_KEY" in summary["error"]
     assert "wrong" not in summary["error"]
     stats = seg_env.admin.stats()
@@ -172,7 +173,7 @@ def test_wrong_segment_token_stops_the_run_naming_the_credential(
         seg_env, fleet_app, fleet_worker, monkeypatch):
     monkeypatch.setenv("SEGMENT_ACCESS_TOKEN", "wrong")
     summary = run_migration(fleet_app)
-    assert summary["status"] == "stopped" and "SEGMENT_ACCESS_TOKEN" in summary["error"]
+    assert summary["status"] == "halted" and "SEGMENT_ACCESS_TOKEN" in summary["error"]
     assert sum(seg_env.admin.stats()["requests"]["segment"].values()) == 1
     assert state.get_run(summary["run_id"])["error"] == summary["error"]
 
@@ -194,7 +195,7 @@ def test_429s_and_5xx_everything_arrives_within_budgets(
     world = admin.world_profiles()
     identified = {user_id(p) for p in world if user_id(p)}
     assert set(admin.voucherify_customers()["customers"]) == identified
-    assert summary["status"] == "completed" and summary["customers_upserted"] == len(identified)
+    assert summary["status"] == "finished" and summary["customers_upserted"] == len(identified)
     stats = admin.stats()
     assert stats["rejected"]["voucherify"]["rate"] >= 1  # the injected 429s happened
     assert stats["rejected"]["segment"]["rate"] >= 3
@@ -228,7 +229,7 @@ def test_dry_run_maps_and_reports_but_sends_nothing(seg_env, fleet_app, fleet_wo
 def test_status_task_reports_progress(seg_env, fleet_app, fleet_worker):
     summary = run_migration(fleet_app)
     result = fleet_app.send_task("segment.status", args=(summary["run_id"],))
-    wait_for(result.ready, 20, "segment.status")
+    wait_for(result.ready, "segment.status", 20)
     progress = result.result
     assert progress["slices_total"] == progress["slices_finished"] == 6
     assert progress["counts"]["upserted"] == summary["customers_upserted"]
@@ -247,7 +248,7 @@ def test_a_413_halves_the_bulk_and_everything_arrives(seg_env, fleet_app, fleet_
     world = seg_env.admin.world_profiles()
     assert set(seg_env.admin.voucherify_customers()["customers"]) == \
         {user_id(p) for p in world if user_id(p)}
-    assert summary["status"] == "completed" and summary["failed"] == []
+    assert summary["status"] == "finished" and summary["failed"] == []
     bulks = [r for r in seg_env.admin.requests(api="voucherify", method="POST")]
     assert [r["status"] for r in bulks].count(413) == 2  # one per slice, then halved
     accepted = [r for r in bulks if r["status"] == 202]
@@ -257,21 +258,21 @@ def test_a_413_halves_the_bulk_and_everything_arrives(seg_env, fleet_app, fleet_
 
 def test_a_slice_out_of_retries_is_reported_and_the_chord_still_summarizes(
         seg_env, fleet_app, fleet_worker, monkeypatch):
-    from tests.segment.conftest import wait_for
+    from worker import retry
     from worker.segment_migration import tasks
 
     # Fewer retries, shorter waits (the in-process worker shares these objects).
-    monkeypatch.setattr(tasks, "IN_PLACE_ATTEMPTS", 1)
+    monkeypatch.setattr(retry, "IN_PLACE", retry.InPlace(attempts=1))
     monkeypatch.setattr(tasks.migrate_slice, "max_retries", 2)
     monkeypatch.setenv("MAX_RETRY_COUNTDOWN", "1")
     admin = seg_env.admin
     run_id = start_run(fleet_app)
     # Voucherify breaks for good once the plan's credential check has passed.
-    wait_for(lambda: (state.get_run(run_id) or {}).get("launched"), 20, "first chord")
+    wait_for(lambda: (state.get_run(run_id) or {}).get("launched"), "first chord", 20)
     admin.faults("voucherify", error_rate=1.0, error_statuses=[503])
     summary = wait_summary(run_id, timeout=60)
 
-    assert summary["status"] == "completed_with_errors"
+    assert summary["status"] == "finished_with_errors"
     gave_up = [s for s in summary["slices"]["failed"] if "gave up after retries" in s["error"]]
     assert gave_up
     for failed_slice in gave_up:
@@ -287,5 +288,5 @@ def test_a_slice_out_of_retries_is_reported_and_the_chord_still_summarizes(
     admin.clear_faults("voucherify")
     start_run(fleet_app, run_id=run_id)
     second = wait_for_new_summary(run_id)
-    assert second["status"] == "completed" and second["failed"] == []
+    assert second["status"] == "finished" and second["failed"] == []
     assert second["customers_upserted"] == len(admin.voucherify_customers()["customers"])

@@ -6,7 +6,7 @@ from worker.segment_migration.state import is_complete
 from worker.segment_migration.summary import build_summary
 
 RUN = {"run_id": "r1", "status": "running", "error": None, "dry_run": False, "attempt": 1,
-       "started_at": "2026-11-23T06:00:00+00:00", "started_ts": 0.0, "slices": 2,
+       "started_at": "2026-11-23T06:00:00Z", "started_ts": 0.0, "slices": 2,
        "launched": 2, "walk_done": True}
 
 
@@ -22,7 +22,7 @@ def test_summary_aggregates_slice_records():
             "failed": [{"segment_id": "s4", "reason": "gave up"}]},
     }
     summary = build_summary(RUN, results, {"segment": 9, "voucherify": 3})
-    assert summary["status"] == "completed_with_errors"
+    assert summary["status"] == "finished_with_errors"
     assert (summary["profiles_seen"], summary["customers_sent"],
             summary["customers_upserted"]) == (4, 2, 1)
     assert [f["segment_id"] for f in summary["failed"]] == ["s2", "s4"]
@@ -33,23 +33,30 @@ def test_summary_aggregates_slice_records():
     assert "would_send" not in summary
 
 
-def test_a_stopped_run_says_so():
-    summary = build_summary({**RUN, "status": "stopped", "error": "401 check X"}, {},
+def test_a_halted_run_says_so():
+    summary = build_summary({**RUN, "status": "halted", "error": "401 check X"}, {},
                             {"segment": 1, "voucherify": 0})
-    assert summary["status"] == "stopped" and summary["error"] == "401 check X"
+    assert summary["status"] == "halted" and summary["error"] == "401 check X"
+
+
+def test_a_clean_run_is_finished():
+    results = {0: {"slice": 0, "ok": True, "profiles": 1, "sent": 1, "upserted": 1,
+                   "skipped": [], "failed": [], "warnings": []}}
+    summary = build_summary({**RUN, "slices": 1}, results, {"segment": 1, "voucherify": 2})
+    assert summary["status"] == "finished" and summary["finished_at"].endswith("Z")
 
 
 def test_complete_when_every_planned_slice_has_an_outcome():
     assert is_complete(RUN, {0, 1})
     assert not is_complete(RUN, {0})
     assert not is_complete({**RUN, "walk_done": False}, {0, 1})  # more slices may come
-    # A stopped run waits only for the slices it started.
-    assert is_complete({**RUN, "status": "stopped", "walk_done": False, "launched": 1}, {0})
+    # A halted run waits only for the slices it started.
+    assert is_complete({**RUN, "status": "halted", "walk_done": False, "launched": 1}, {0})
 
 
 def test_per_customer_errors_keep_the_vendors_source_id_only():
     from worker.clients.voucherify import AsyncOutcome
-    from worker.segment_migration.tasks import _apply_outcome
+    from worker.segment_migration.slice import _apply_outcome
 
     chunk = [{"segment_id": "use_a", "customer": {"source_id": "u-1"}},
              {"segment_id": "use_b", "customer": {"source_id": "u-2"}}]

@@ -1,21 +1,14 @@
-"""Read docker-compose.yml and the Procfile the way docker compose and honcho do; run services."""
+"""Read docker-compose.yml and the Procfile the way docker compose and honcho do."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import signal
-import subprocess
-import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
 
 # $$, ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $VAR
 _VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}|\$(\w+)")
@@ -74,40 +67,3 @@ def procfile() -> dict[str, str]:
 def procfile_command(name: str, env: dict[str, str] | None = None) -> list[str]:
     """A Procfile line as the shell would run it (defaults of ${VAR:-x} when unset)."""
     return shlex.split(interpolate(procfile()[name], env or {}))
-
-
-class Service:
-    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
-        self.name, self.log_path = name, logs / f"{name}.log"
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        # cwd: a scratch directory, where beat writes its schedule file (as in the image).
-        self.proc = subprocess.Popen(args, cwd=logs, env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def stop(self, timeout: float = 30) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # what `docker compose stop` sends
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self._log.close()
-
-
-def wait_for(check: Callable[[], Any], what: str, services: list[Service],
-             timeout: float = 40) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for svc in services:
-            if svc.proc.poll() is not None:
-                pytest.fail(f"{svc.name} exited ({svc.proc.returncode}): {svc.log()[-3000:]}")
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    logs = "\n".join(f"--- {s.name}\n{s.log()[-2000:]}" for s in services)
-    pytest.fail(f"timed out waiting for {what}\n{logs}")

@@ -1,23 +1,19 @@
-"""Helpers for the GIS -> customer.io tests: a small sandbox world, the truth it implies
-(computed here from the world's status histories, independently of worker/gis_sync),
-and waiting for runs."""
+"""Helpers for the GIS -> customer.io tests: the truth a sandbox world implies (computed
+here from the world's status histories, independently of worker/gis_sync), and runs."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, date, datetime
 from typing import Any
 
-import pytest
-
-from worker.gis_sync import state
-from worker.settings import get_settings
+from tests.support import wait_for
+from worker import runs
 
 LC = "1340"
 WORLD = {"seed": 3, "people": 80, "applications": 240}
 WINDOW = 72 * 3600
 
-# The contract's ladder (api-contracts.md s.4): status -> (step, event type).
+# The contract's ladder (docs/api-contracts.md, section 4): status -> (step, event type).
 TABLE = {"open": (1, "applied"), "applied": (1, "applied"),
          "approved_ep_manager": (1, "applied"), "approved_tn_manager": (1, "applied"),
          "accepted": (2, "accepted"), "matched": (2, "accepted"), "approved": (3, "approved"),
@@ -105,20 +101,15 @@ def flat(events: dict[str, list[tuple[str, str, int]]]) -> set[tuple[str, str, i
 
 def wait_run(run_id: str, timeout: float = 60) -> dict[str, Any]:
     """The run's summary, once gis.finish_scan wrote it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for run in state.runs(50):
-            if run["run"] == run_id:
-                return run
-        time.sleep(0.1)
-    raise AssertionError(f"run {run_id} has no summary after {timeout}s")
+    return wait_for(lambda: runs.summary("gis", run_id), f"the summary of run {run_id}",
+                    timeout)
 
 
 def scan(app, timeout: float = 60) -> dict[str, Any]:
     """Run gis.scan on the real worker and wait for its run summary."""
     started = app.send_task("gis.scan").get(timeout=timeout)
     assert started["status"] == "started", started
-    return wait_run(started["run"], timeout)
+    return wait_run(started["run_id"], timeout)
 
 
 def assert_clean(admin) -> dict[str, Any]:
@@ -128,17 +119,6 @@ def assert_clean(admin) -> dict[str, Any]:
     assert stats["over_budget"].get("customerio", 0) == 0
     assert stats["early_after_429"].get("customerio", 0) == 0
     return stats
-
-
-@pytest.fixture
-def gis_world(sandbox_env, monkeypatch):
-    """The sandbox with a small LC world; settings re-read from the env."""
-    sandbox_env.admin.reset(WORLD)
-    monkeypatch.setenv("GIS_BATCH_THRESHOLD", "150")
-    monkeypatch.setenv("GIS_BATCH_SIZE", "100")
-    get_settings.cache_clear()
-    yield sandbox_env
-    get_settings.cache_clear()
 
 
 def now() -> float:
