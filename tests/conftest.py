@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from celery.backends.redis import ResultConsumer
@@ -24,6 +25,7 @@ from celery.contrib.testing.worker import start_worker
 
 from tests.support import ROOT, clear_fleet_state
 from tests.support import tasks as _test_tasks  # noqa: F401 - registers tests.* tasks
+from tests.support.fleet import QUEUES, Fleet
 from tests.support.processes import WorkerProcess
 from worker import app as fleet_celery_app
 from worker.settings import get_settings
@@ -91,23 +93,69 @@ def _unsubscribe_results() -> None:
             consumer.subscribed_to.clear()
 
 
+# Two kinds of real worker, never consuming at the same time:
+# - `fleet`: the worker as it ships (the Procfile's command: prefork pool, its
+#   concurrency), as a process configured by the test's environment; end-to-end tests.
+# - `fleet_worker`: an in-process worker (threads) sharing this process's objects, for
+#   tests of the plumbing's logic (retry allowances, parking) and test-only tasks.
+
 @pytest.fixture(scope="session")
-def fleet_worker(fleet_app):
-    """A real Celery worker (threads) consuming the app's queues from the test Redis."""
+def _fleet_processes(fleet_app) -> Iterator[Fleet]:
+    processes = Fleet(fleet_app)
+    yield processes
+    processes.stop()
+
+
+_THREADS: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="session")
+def _threads_worker(fleet_app):
     with start_worker(fleet_app, pool="threads", concurrency=4, perform_ping_check=False,
                       loglevel="WARNING", shutdown_timeout=30) as worker:
+        _THREADS["worker"] = worker
         yield worker
+        _THREADS.clear()
+
+
+def _consume_in_process(app, on: bool) -> None:
+    worker = _THREADS.get("worker")
+    if worker is None or _THREADS.get("consuming", True) == on:
+        return
+    control = app.control.add_consumer if on else app.control.cancel_consumer
+    for queue in QUEUES:
+        control(queue, destination=[worker.hostname], reply=True)
+    _THREADS["consuming"] = on
 
 
 @pytest.fixture
-def worker_process(redis_url: str) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start worker processes with extra env; all are stopped after the test."""
+def fleet(_fleet_processes: Fleet, fleet_app, sandbox_env) -> Iterator[Fleet]:
+    """The shipped worker, (re)started with this test's settings when it sends work."""
+    _consume_in_process(fleet_app, on=False)
+    yield _fleet_processes
+    _fleet_processes.drain()
+
+
+@pytest.fixture
+def fleet_worker(_threads_worker, _fleet_processes: Fleet, fleet_app):
+    """The in-process worker (threads), consuming the app's queues from the test Redis."""
+    _fleet_processes.stop()
+    _consume_in_process(fleet_app, on=True)
+    return _threads_worker
+
+
+@pytest.fixture
+def worker_process(redis_url: str, _fleet_processes: Fleet, fleet_app
+                   ) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start shipped worker processes with the test's environment (plus `extra_env`);
+    they alone consume during the test; all are stopped after it."""
+    _fleet_processes.stop()
+    _consume_in_process(fleet_app, on=False)
     started: list[WorkerProcess] = []
 
-    def start(extra_env: dict[str, str] | None = None, name: str = "proc",
-              concurrency: int = 2) -> WorkerProcess:
+    def start(extra_env: dict[str, str] | None = None, name: str = "proc") -> WorkerProcess:
         env = {**os.environ, "REDIS_URL": redis_url, **(extra_env or {})}
-        proc = WorkerProcess(env, name, concurrency)
+        proc = WorkerProcess(env, name)
         started.append(proc)
         proc.wait_ready(fleet_celery_app)
         return proc

@@ -10,6 +10,7 @@ from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
 
 from worker import logging_setup
+from worker.tasking import ReleaseParked
 
 TASK_MODULES = [
     "worker.gis_sync.tasks",
@@ -18,6 +19,8 @@ TASK_MODULES = [
 
 app = Celery("syncfleet", include=TASK_MODULES)
 app.config_from_object("worker.celeryconfig")
+# Every worker releases parked tasks when they are due (worker/parking.py).
+app.steps["worker"].add(ReleaseParked)
 
 
 @after_setup_logger.connect

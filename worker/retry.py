@@ -31,6 +31,11 @@ RETRYABLE: tuple[type[Exception], ...] = (NoBudget, RateLimited, TransientError)
 BACKOFF_BASE = 2.0  # seconds; doubled each retry
 
 
+class Continue(Exception):  # noqa: N818 - reads as "raise Continue()"
+    """Not done yet, nothing wrong: the work checkpointed what it did before its time ran
+    out and goes on in a new delivery of the same task, at once."""
+
+
 @dataclass(frozen=True)
 class Wait:
     seconds: float
@@ -51,11 +56,13 @@ def jittered(seconds: float) -> float:
 def wait_for(exc: BaseException, failures: int, cap: float,
              base: float = BACKOFF_BASE) -> Wait | None:
     """How long to wait before trying again after `exc`, `failures` failures so far
-    (waits for budget not counted), at most `cap` seconds; None if it is final."""
+    (waits for budget not counted); None if it is final. A backoff is at most `cap`
+    seconds; a wait the service or the budget named is what it is (the caller parks it
+    when it is long, see `worker.parking`)."""
     if isinstance(exc, NoBudget):
-        return Wait(min(cap, jittered(exc.retry_after)), for_budget=True)
+        return Wait(jittered(exc.retry_after), for_budget=True)
     if isinstance(exc, RateLimited):
-        return Wait(min(cap, jittered(exc.retry_after)), for_budget=False)
+        return Wait(jittered(exc.retry_after), for_budget=False)
     if isinstance(exc, TransientError):
         return Wait(backoff(failures, cap, base), for_budget=False)
     return None
@@ -79,10 +86,11 @@ class Stopped(Exception):  # noqa: N818 - reads as "raise Stopped()"
 
 
 def in_place(call: Callable[[], T], stop: threading.Event | None = None,
-             limits: InPlace | None = None) -> T:
+             limits: InPlace | None = None, deadline: float | None = None) -> T:
     """Run `call`, retrying it in place under the fleet's policy while the waits are
-    short; a final error, or a wait beyond `limits`, raises (the task reschedules, its
-    checkpoints keeping the work). Raises `Stopped` once `stop` is set."""
+    short; a final error, a wait beyond `limits` or past `deadline` (a monotonic time:
+    the task's own time is running out) raises, and the task reschedules with its
+    checkpoints keeping the work. Raises `Stopped` once `stop` is set."""
     limits = limits or IN_PLACE
     failures, waited = 0, 0.0
     while True:
@@ -100,5 +108,7 @@ def in_place(call: Callable[[], T], stop: threading.Event | None = None,
                 failures += 1
                 if failures >= limits.attempts or wait.seconds > limits.max_wait:
                     raise
+            if deadline is not None and time.monotonic() + wait.seconds > deadline:
+                raise
             waited += wait.seconds
             time.sleep(wait.seconds)

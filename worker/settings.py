@@ -68,11 +68,14 @@ class Settings(BaseSettings):
     redis_url: str = "redis://localhost:6379/0"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     dry_run: bool = False
-    task_soft_time_limit: int = Field(600, gt=0, description="seconds")
-    task_time_limit: int = Field(660, gt=0, description="seconds")
-    visibility_timeout: int = Field(900, gt=0, description="seconds before an unacked "
+    # Short tasks are what bring a dead worker's work back within a minute: the broker
+    # redelivers after VISIBILITY_TIMEOUT, which must outlast a task and its countdown.
+    task_soft_time_limit: int = Field(15, gt=0, description="seconds")
+    task_time_limit: int = Field(20, gt=0, description="seconds")
+    visibility_timeout: int = Field(35, gt=0, description="seconds before an unacked "
                                     "message is redelivered")
-    max_retry_countdown: int = Field(300, gt=0, description="longest wait a retry schedules")
+    max_retry_countdown: int = Field(10, gt=0, description="longest wait a retry holds "
+                                     "as a countdown; longer waits are parked in Redis")
     result_expires: int = Field(86400, gt=0)
 
     # customer.io Track API
@@ -88,7 +91,7 @@ class Settings(BaseSettings):
     segment_space_id: str | None = None
     segment_max_rps: float = Field(100, gt=0)
     segment_source_id_type: str = "user_id"
-    segment_slice_size: int = Field(500, gt=0)
+    segment_slice_size: int = Field(200, gt=0)
     segment_traits_page_size: int = Field(200, gt=0, le=200)
     segment_fetch_concurrency: int = Field(8, gt=0, le=64, description="profiles one "
                                            "slice fetches at once")
@@ -131,10 +134,11 @@ class Settings(BaseSettings):
     def _timeouts_fit(self) -> Settings:
         if self.task_time_limit <= self.task_soft_time_limit:
             raise ValueError("TASK_TIME_LIMIT must be greater than TASK_SOFT_TIME_LIMIT")
-        longest = max(self.task_time_limit, self.max_retry_countdown)
+        # A retried task waits its countdown as an unacknowledged message, then runs.
+        longest = self.task_time_limit + self.max_retry_countdown
         if self.visibility_timeout <= longest:
             raise ValueError(f"VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed "
-                             f"TASK_TIME_LIMIT and MAX_RETRY_COUNTDOWN ({longest}s), "
+                             f"TASK_TIME_LIMIT + MAX_RETRY_COUNTDOWN ({longest}s), "
                              "or tasks run twice")
         return self
 

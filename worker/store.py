@@ -5,7 +5,7 @@ Every key the fleet writes (besides Celery's own broker and result keys) starts 
 Domain state lives beside its domain and lists its keys in its docstring
 (`worker/runs.py`, `worker/gis_sync/state.py`, `worker/segment_migration/state.py`).
 
-    sf:lock:{name}      a lock (see `lock`): the holder's token, with a timeout
+    sf:lock:{name}      a lock (see `lock`, `hold`): the holder's token, with a timeout
 """
 
 from __future__ import annotations
@@ -76,3 +76,30 @@ def _renew(held: Lock, timeout: float, stop: threading.Event) -> None:
     while not stop.wait(timeout / 3):
         with suppress(LockError):
             held.extend(timeout, replace_ttl=True)
+
+
+def hold(name: str, timeout: float, token: str) -> bool:
+    """Take or keep the lock `sf:lock:{name}` for `token` across tasks (a run's lock,
+    held by every task of the run in turn): True if `token` holds it now, its timeout
+    renewed; False if another holder has it."""
+    held = _lock(name, timeout, token)
+    if held.acquire(token=token):
+        return True
+    if client().get(held.name) != token:
+        return False
+    with suppress(LockError):
+        held.extend(timeout, replace_ttl=True)
+    return True
+
+
+def let_go(name: str, token: str) -> None:
+    """Release the lock if `token` still holds it."""
+    with suppress(LockError):
+        _lock(name, 1, token).release()
+
+
+def _lock(name: str, timeout: float, token: str) -> Lock:
+    held = client().lock(key("lock", name), timeout=timeout, blocking=False,
+                         thread_local=False)
+    held.local.token = token.encode()
+    return held

@@ -63,12 +63,26 @@ def test_malformed_variable_is_named_and_its_value_is_not_printed(monkeypatch, v
     assert caught.value.__suppress_context__  # pydantic's error (with the input) stays hidden
 
 
-def test_visibility_timeout_must_outlast_the_longest_task(monkeypatch):
-    monkeypatch.setenv("VISIBILITY_TIMEOUT", "300")
-    monkeypatch.setenv("TASK_TIME_LIMIT", "660")
+def test_visibility_timeout_must_outlast_a_task_and_its_countdown(monkeypatch):
+    # A retried task waits its countdown as an unacknowledged message, then runs: both
+    # must fit in the visibility timeout, or the broker hands it out twice.
+    monkeypatch.setenv("VISIBILITY_TIMEOUT", "30")
+    monkeypatch.setenv("TASK_TIME_LIMIT", "25")
+    monkeypatch.setenv("MAX_RETRY_COUNTDOWN", "10")
     with pytest.raises(SettingsError, match="VISIBILITY_TIMEOUT") as caught:
         get_settings()
-    assert "TASK_TIME_LIMIT" in str(caught.value)
+    assert "TASK_TIME_LIMIT + MAX_RETRY_COUNTDOWN (35s)" in str(caught.value)
+    monkeypatch.setenv("VISIBILITY_TIMEOUT", "36")
+    get_settings.cache_clear()
+    assert get_settings().visibility_timeout == 36
+
+
+def test_the_defaults_bring_a_dead_workers_work_back_within_a_minute():
+    settings = get_settings()
+    # Redelivery after the visibility timeout, plus at most one 5 s sweep, plus the
+    # task's own run: under 60 s with the defaults.
+    assert settings.visibility_timeout + 5 + settings.task_time_limit <= 60
+    assert settings.visibility_timeout > settings.task_time_limit + settings.max_retry_countdown
 
 
 def test_hard_limit_must_exceed_soft_limit(monkeypatch):

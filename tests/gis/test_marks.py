@@ -1,34 +1,65 @@
-"""Each high-water mark of a scan comes from its own GIS query (pure: GIS is a stand-in)."""
+"""Each high-water mark of a scan comes from its own GIS list, and moves only past what
+was handed to the broker (a walk step with a stand-in GIS client; real Redis)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from worker.gis_sync.changes import read_changes
+from worker.clients.gis import Cursor, Listing
+from worker.gis_sync import state, walk
 from worker.settings import Settings
+
+LC = 1340
+OWN = [{"id": "1", "updated_at": "2026-01-01T00:00:00Z", "person": {"home_lc": {"id": "1340"}}}]
+INCOMING = [{"id": "2", "updated_at": "2026-01-05T00:00:00Z",
+             "person": {"home_lc": {"id": "77"}}},
+            {"id": "1", "updated_at": "2026-01-01T00:00:00Z",  # also in OWN
+             "person": {"home_lc": {"id": "1340"}}}]
 
 
 class Lists:
-    """What each GIS list query returns; the fleet's client walks pages the same way."""
+    """Each GIS list in one page, as the fleet's client pages them."""
 
-    calls = 3
+    def __init__(self) -> None:
+        self.calls = 0
 
-    def __init__(self, own: list[dict[str, Any]], incoming: list[dict[str, Any]]) -> None:
-        self.own, self.incoming = own, incoming
-
-    def people(self, home_committee: int, since: str | None = None) -> list[dict[str, Any]]:
-        return []
-
-    def applications(self, since: str | None = None, **filters: Any) -> list[dict[str, Any]]:
-        return self.own if "person_home_lc" in filters else self.incoming
+    def page(self, listing: Listing, filters: dict[str, Any], cursor: Cursor
+             ) -> tuple[list[dict[str, Any]], Cursor | None]:
+        self.calls += 1
+        if "home_committee" in filters:
+            return [], None
+        return (OWN if "person_home_lc" in filters else INCOMING), None
 
 
-def test_an_incoming_application_does_not_move_the_home_lc_mark():
-    own = [{"id": "1", "updated_at": "2026-01-01T00:00:00Z"}]
-    incoming = [{"id": "2", "updated_at": "2026-01-05T00:00:00Z"},
-                {"id": "1", "updated_at": "2026-01-01T00:00:00Z"}]
-    settings = Settings(gis_home_lc_id=1340, gis_sync_incoming=True)
-    changes = read_changes(Lists(own, incoming), settings, None)
-    assert [a["id"] for a in changes.applications] == ["1", "2"]
-    assert changes.marks == {"applications": "2026-01-01T00:00:00Z",
+def walk_all(run_id: str, settings: Settings) -> dict[str, list[str]]:
+    handed: dict[str, list[str]] = {}
+
+    def launch(part: str, people: list[dict], applications: list[dict]) -> None:
+        handed[part] = [str(r["id"]) for r in people + applications]
+
+    for stream in walk.streams(settings):
+        walk.step(run_id, stream, Lists(), settings, launch, time.monotonic() + 60)
+    return handed
+
+
+def test_each_list_moves_its_own_mark_and_incoming_skips_the_lcs_own_people(redis_client):
+    settings = Settings(gis_home_lc_id=LC, gis_sync_incoming=True)
+    state.start_run("r1", "scan")
+    state.open_walks("r1", dict.fromkeys(walk.streams(settings)), moves_marks=True,
+                     holds_lock=False)
+    handed = walk_all("r1", settings)
+    # The LC's own person's application came through `applications` only.
+    assert handed == {"applications:0": ["1"], "incoming:0": ["2"]}
+    assert state.marks() == {"applications": "2026-01-01T00:00:00Z",
                              "incoming": "2026-01-05T00:00:00Z"}
+    assert state.progress("r1")["walks_open"] == 0
+
+
+def test_a_dry_run_or_backfill_walk_moves_no_mark(redis_client):
+    settings = Settings(gis_home_lc_id=LC, gis_sync_incoming=True)
+    state.start_run("r2", "backfill")
+    state.open_walks("r2", dict.fromkeys(walk.streams(settings)), moves_marks=False,
+                     holds_lock=False)
+    walk_all("r2", settings)
+    assert state.marks() == {}

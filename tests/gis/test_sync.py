@@ -22,10 +22,10 @@ MARGIN = 300  # seconds around the cold-start window edge that may fall either w
 
 
 def test_initial_sync_identifies_everyone_and_sends_only_recent_transitions(
-        fleet_app, fleet_worker, gis_world):
+        fleet, gis_world):
     admin = gis_world.admin
     truth = Truth(admin)
-    run = scan(fleet_app)
+    run = scan(fleet)
     assert run["cold_start"] is True
 
     profiles = admin.customerio_profiles()["profiles"]
@@ -63,10 +63,10 @@ def test_initial_sync_identifies_everyone_and_sends_only_recent_transitions(
 
 
 def test_backfill_sends_every_history_in_order_and_repeats_the_same_ids(
-        fleet_app, fleet_worker, gis_world):
+        fleet, gis_world):
     admin = gis_world.admin
     truth = Truth(admin)
-    started = fleet_app.send_task("gis.backfill", kwargs={}).get(timeout=30)
+    started = fleet.send_task("gis.backfill", kwargs={}).get(timeout=30)
     first = wait_run(started["run_id"])
     assert first["kind"] == "backfill"
 
@@ -82,7 +82,7 @@ def test_backfill_sends_every_history_in_order_and_repeats_the_same_ids(
     assert all(ULID.from_str(i).milliseconds == e["timestamp"] * 1000
                for evs in raw.values() for e in evs for i in [e["id"]])
 
-    again = fleet_app.send_task("gis.backfill", kwargs={"since": None}).get(timeout=30)
+    again = fleet.send_task("gis.backfill", kwargs={"since": None}).get(timeout=30)
     wait_run(again["run_id"])
     after = admin.customerio_events()
     assert {e["id"] for evs in after["events"].values() for e in evs} == ids
@@ -91,19 +91,23 @@ def test_backfill_sends_every_history_in_order_and_repeats_the_same_ids(
 
 
 def test_second_scan_without_changes_sends_nothing_and_reads_only_changes(
-        fleet_app, fleet_worker, gis_world):
+        fleet, gis_world):
     admin = gis_world.admin
-    scan(fleet_app)
+    scan(fleet)
     marks = state.marks()
     admin.clear_requests()
-    run = scan(fleet_app)
+    run = scan(fleet)
     assert run["cold_start"] is False
     assert admin.requests(api="customerio") == []
     assert run.get("people_updated", 0) == 0 and run.get("events_sent", 0) == 0
     gis_calls = admin.requests(api="gis")
-    assert len(gis_calls) == 3 == run["gis_calls"]  # people, applications, incoming
+    # One cheap read that checks the token, then one page per list: people,
+    # applications, incoming. A handful of calls when nothing changed.
+    assert len(gis_calls) == 4 == run["gis_calls"]
+    check, *walks = gis_calls
+    assert check["body"]["variables"]["per_page"] == 1
     overlap = 600
-    for call in gis_calls:
+    for call in walks:
         filters = call["body"]["variables"]["filters"]
         lower = unix(filters["last_interaction"]["from"])
         assert lower in {unix(m) - overlap for m in marks.values()}
@@ -119,15 +123,15 @@ def test_second_scan_without_changes_sends_nothing_and_reads_only_changes(
 
 
 def test_advancing_the_world_sends_exactly_the_new_transitions(
-        fleet_app, fleet_worker, gis_world):
+        fleet, gis_world):
     admin = gis_world.admin
-    scan(fleet_app)
+    scan(fleet)
     before_truth = flat(Truth(admin).all_events())
     before = received(admin)
     identifies = admin.customerio_profiles()["identifies"]
     moved = admin.advance(share=0.15, people_share=0.1, seed=11)
     truth = Truth(admin)
-    run = scan(fleet_app)
+    run = scan(fleet)
 
     edge = now() - WINDOW
     expected = {e for e in flat(truth.all_events()) - before_truth if e[2] >= edge}
@@ -154,10 +158,10 @@ def test_advancing_the_world_sends_exactly_the_new_transitions(
     assert_clean(admin)
 
 
-def test_overlapping_scans_one_runs_the_other_is_skipped(fleet_app, fleet_worker, gis_world):
+def test_overlapping_scans_one_runs_the_other_is_skipped(fleet, gis_world):
     gis_world.admin.faults("gis", latency_ms=400)
-    first = fleet_app.send_task("gis.scan")
-    second = fleet_app.send_task("gis.scan")
+    first = fleet.send_task("gis.scan")
+    second = fleet.send_task("gis.scan")
     results = [first.get(timeout=60), second.get(timeout=60)]
     assert sorted(r["status"] for r in results) == ["skipped", "started"]
     run = next(r for r in results if r["status"] == "started")
@@ -166,15 +170,15 @@ def test_overlapping_scans_one_runs_the_other_is_skipped(fleet_app, fleet_worker
 
 
 def test_redis_state_lost_between_scans_sends_no_flood(
-        fleet_app, fleet_worker, gis_world, redis_client):
+        fleet, gis_world, redis_client):
     from tests.support import clear_fleet_state
 
     admin = gis_world.admin
-    scan(fleet_app)
+    scan(fleet)
     first = admin.customerio_events()
     ids = {e["id"] for evs in first["events"].values() for e in evs}
     clear_fleet_state(redis_client)  # every sf:* key gone: looks like a first run
-    run = scan(fleet_app)
+    run = scan(fleet)
     assert run["cold_start"] is True
     after = admin.customerio_events()
     assert {e["id"] for evs in after["events"].values() for e in evs} == ids
@@ -182,13 +186,13 @@ def test_redis_state_lost_between_scans_sends_no_flood(
     assert_clean(admin)
 
 
-def test_429_and_5xx_are_retried_until_everything_arrives(fleet_app, fleet_worker, gis_world):
+def test_429_and_5xx_are_retried_until_everything_arrives(fleet, gis_world):
     admin = gis_world.admin
     truth = Truth(admin)
     admin.faults("customerio", burst_429=3, retry_after=1, error_rate=0.15,
                  error_statuses=[500, 503])
     admin.faults("gis", error_rate=0.15, error_statuses=[502])
-    run = scan(fleet_app, timeout=120)
+    run = scan(fleet, timeout=120)
     profiles = admin.customerio_profiles()["profiles"]
     assert set(profiles) == truth.valid_people()
     edge = now() - WINDOW
@@ -215,13 +219,13 @@ def test_429_and_5xx_are_retried_until_everything_arrives(fleet_app, fleet_worke
 
 
 def test_gis_401_stops_the_scan_with_the_credential_named_and_no_retries(
-        fleet_app, fleet_worker, gis_world, monkeypatch):
+        fleet, gis_world, monkeypatch):
     from worker.settings import get_settings
 
     monkeypatch.setenv("GIS_ACCESS_TOKEN", "not-the-token")
     monkeypatch.delenv("GIS_REFRESH_TOKEN", raising=False)
     get_settings.cache_clear()
-    result = fleet_app.send_task("gis.scan")
+    result = fleet.send_task("gis.scan")
     try:
         result.get(timeout=30)
         raise AssertionError("the scan should have failed")
@@ -236,29 +240,29 @@ def test_gis_401_stops_the_scan_with_the_credential_named_and_no_retries(
     assert halted["status"] == "halted" and "GIS_ACCESS_TOKEN" in halted["error"]
 
 
-def test_expired_gis_token_is_refreshed_once(fleet_app, fleet_worker, gis_world):
+def test_expired_gis_token_is_refreshed_once(fleet, gis_world):
     admin = gis_world.admin
     admin.gis_expire_token()
-    scan(fleet_app)
+    scan(fleet)
     refreshes = [r for r in admin.requests(api="gis") if r["path"].endswith("/oauth/token")]
     assert len(refreshes) == 1
     assert admin.customerio_profiles()["profiles"]
 
 
 def test_customerio_401_halts_the_run_without_a_retry_storm(
-        fleet_app, fleet_worker, gis_world, monkeypatch):
+        fleet, gis_world, monkeypatch):
     from worker.settings import get_settings
 
     monkeypatch.setenv("CUSTOMERIO_API_KEY", "wrong-key")
     get_settings.cache_clear()
-    run = scan(fleet_app)
+    run = scan(fleet)
     assert run["status"] == "halted" and "CUSTOMERIO_API_KEY" in run["error"]
     calls = gis_world.admin.requests(api="customerio")
     assert 1 <= len(calls) <= 4 and all(c["status"] == 401 for c in calls)  # <= concurrency
 
 
 def test_a_halted_runs_records_are_synced_by_the_next_scan_once_the_key_is_fixed(
-        fleet_app, fleet_worker, gis_world, monkeypatch):
+        fleet, gis_world, monkeypatch):
     # The halted scan moved the marks past every record it read: only the failed list
     # (retried every scan) brings them back.
     from worker.settings import get_settings
@@ -266,12 +270,12 @@ def test_a_halted_runs_records_are_synced_by_the_next_scan_once_the_key_is_fixed
     truth = Truth(gis_world.admin)
     monkeypatch.setenv("CUSTOMERIO_API_KEY", "wrong-key")
     get_settings.cache_clear()
-    halted = scan(fleet_app)
+    halted = scan(fleet)
     assert halted["status"] == "halted" and "CUSTOMERIO_API_KEY" in halted["error"]
     assert state.marks() and state.failures()
     monkeypatch.setenv("CUSTOMERIO_API_KEY", gis_world.env()["CUSTOMERIO_API_KEY"])
     get_settings.cache_clear()
-    run = scan(fleet_app)
+    run = scan(fleet)
     assert run["status"] != "halted" and run["cold_start"] is False
     profiles = gis_world.admin.customerio_profiles()["profiles"]
     assert set(profiles) == truth.valid_people()
@@ -279,12 +283,12 @@ def test_a_halted_runs_records_are_synced_by_the_next_scan_once_the_key_is_fixed
 
 
 def test_dry_run_sends_nothing_and_writes_no_state(
-        fleet_app, fleet_worker, gis_world, monkeypatch):
+        fleet, gis_world, monkeypatch):
     from worker.settings import get_settings
 
     monkeypatch.setenv("DRY_RUN", "true")
     get_settings.cache_clear()
-    run = scan(fleet_app)
+    run = scan(fleet)
     assert run["dry_run"] is True and run["events_sent"] > 0  # what would have been sent
     assert gis_world.admin.requests(api="customerio") == []
     assert not state.has_baseline() and not state.marks()

@@ -12,48 +12,39 @@ import pytest
 
 from tests.segment.test_migration import user_id
 from tests.support import ROOT, wait_for
-from tests.support.processes import sweep_unacked
 from tests.support.segment import start_run, wait_summary
 from worker.segment_migration import state
 
-# Longer than Celery's chord dispatch claim (10 s): a header task that completed the
-# chord on the killed worker is redelivered after it, and re-claims the dispatch of the
-# chord's body instead of finding the dead worker's claim still standing.
-VISIBILITY = 15
-# Short limits so that the broker redelivers the dead worker's messages in seconds.
-CRASH_ENV = {"VISIBILITY_TIMEOUT": str(VISIBILITY), "TASK_SOFT_TIME_LIMIT": "8",
-             "TASK_TIME_LIMIT": "10", "MAX_RETRY_COUNTDOWN": "5",
-             "SEGMENT_SLICE_SIZE": "10", "SEGMENT_SLICES_PER_CHORD": "3",
-             "SEGMENT_FETCH_CONCURRENCY": "2"}
+RECOVERY_BOUND = 90  # the goal is 60 s; the margin is for a busy machine
+# The run's shape, not the fleet's reliability settings (those stay as shipped): small
+# slices and chords, so the kill lands with several slices done and several to do.
+RUN_ENV = {"SEGMENT_SLICE_SIZE": "10", "SEGMENT_SLICES_PER_CHORD": "3",
+           "SEGMENT_FETCH_CONCURRENCY": "2"}
 
 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_a_new_worker_finishes_every_customer_exactly_once(
-        seg_env, fleet_app, fleet_worker, worker_process, redis_url, redis_client, monkeypatch):
+        seg_env, fleet_app, worker_process, redis_client, monkeypatch):
+    """A whole worker (main process and children) SIGKILLed mid-migration, with the
+    shipped settings and pool: another worker redoes what it held within the bound;
+    nothing shortened, no sweep forced."""
     admin = seg_env.admin
-    for name, value in CRASH_ENV.items():
+    for name, value in RUN_ENV.items():
         monkeypatch.setenv(name, value)
     admin.faults("segment", latency_ms=30)
-    # Only the worker processes take segment.* work during this test.
-    fleet_app.control.cancel_consumer("segment", destination=[fleet_worker.hostname],
-                                      reply=True)
-    try:
-        first = worker_process(CRASH_ENV, name="seg-crash-1", concurrency=2)
-        run_id = start_run(fleet_app)
-        wait_for(lambda: len(state.finished_slices(run_id)) >= 2, "two slices", 30)
-        first.kill()
-        killed_at = time.monotonic()
-        progress = state.progress(run_id)
-        assert progress["slices_finished"] < 12, "the kill came too late to test anything"
-        assert redis_client.zcard("unacked_index") > 0  # the kill left work unacknowledged
-        worker_process(CRASH_ENV, name="seg-crash-2", concurrency=4)
-        time.sleep(max(0.0, killed_at + VISIBILITY + 1 - time.monotonic()))
-        sweep_unacked(redis_url, VISIBILITY)
-        summary = wait_summary(run_id, timeout=75)
-        recovery = time.monotonic() - killed_at
-    finally:
-        fleet_app.control.add_consumer("segment", destination=[fleet_worker.hostname],
-                                       reply=True)
+    first = worker_process(name="seg-crash-1")
+    run_id = start_run(fleet_app)
+    wait_for(lambda: len(state.finished_slices(run_id)) >= 2, "two slices", 60,
+             alive=[first])
+    first.kill()
+    killed_at = time.monotonic()
+    progress = state.progress(run_id)
+    assert progress["slices_finished"] < 12, "the kill came too late to test anything"
+    assert redis_client.zcard("unacked_index") > 0  # the kill left work unacknowledged
+    admin.clear_faults("segment")
+    worker_process(name="seg-crash-2")
+    summary = wait_summary(run_id, timeout=RECOVERY_BOUND + 30)
+    recovery = time.monotonic() - killed_at
 
     world = admin.world_profiles()
     identified = {user_id(p) for p in world if user_id(p)}
@@ -68,12 +59,13 @@ def test_sigkill_mid_run_then_a_new_worker_finishes_every_customer_exactly_once(
     assert {s["segment_id"] for s in summary["skipped"]} == \
         {p["segment_id"] for p in world if not user_id(p)}
     assert admin.stats()["rejected"]["voucherify"]["schema"] == 0
-    assert recovery < 90  # the goal is 60 s; the margin is for a busy machine
     print(f"killed after {progress['slices_finished']} of 12 slices; summary "
           f"{recovery:.1f}s after the kill")
+    assert recovery < RECOVERY_BOUND
 
 
-def test_cli_migrate_follow_prints_the_summary_table(seg_env, fleet_app, fleet_worker):
+def test_cli_migrate_follow_prints_the_summary_table(seg_env, fleet):
+    fleet.ensure()  # the shipped worker, with this test's settings
     env = {**os.environ, "COLUMNS": "160"}
     done = subprocess.run([sys.executable, "-m", "worker", "migrate", "--follow",
                            "--slice-size", "40", "--timeout", "60"], cwd=ROOT, env=env,

@@ -38,11 +38,11 @@ def no_nulls(value: Any) -> bool:
 
 
 def test_migration_sends_every_identified_profile_once_with_the_right_fields(
-        seg_env, fleet_app, fleet_worker, monkeypatch):
+        seg_env, fleet, monkeypatch):
     monkeypatch.setenv("SEGMENT_TRAITS_PAGE_SIZE", "5")  # most profiles: several pages
     admin = seg_env.admin
     world = admin.world_profiles()
-    summary = run_migration(fleet_app)
+    summary = run_migration(fleet)
 
     customers = admin.voucherify_customers()["customers"]
     identified = {user_id(p): p for p in world if user_id(p)}
@@ -95,10 +95,10 @@ def test_migration_sends_every_identified_profile_once_with_the_right_fields(
     assert summary["calls"]["voucherify"] == sum(stats["requests"]["voucherify"].values())
 
 
-def test_second_run_updates_never_duplicates(seg_env, fleet_app, fleet_worker):
-    first = run_migration(fleet_app)
+def test_second_run_updates_never_duplicates(seg_env, fleet):
+    first = run_migration(fleet)
     before = seg_env.admin.voucherify_customers()["customers"]
-    second = run_migration(fleet_app)
+    second = run_migration(fleet)
     after = seg_env.admin.voucherify_customers()["customers"]
     assert second["run_id"] != first["run_id"]
     assert set(after) == set(before)
@@ -110,10 +110,10 @@ def test_second_run_updates_never_duplicates(seg_env, fleet_app, fleet_worker):
 
 
 def test_failed_async_actions_are_reported_per_customer_and_resume_redoes_only_them(
-        seg_env, fleet_app, fleet_worker):
+        seg_env, fleet):
     admin = seg_env.admin
     admin.faults("voucherify", fail_async_actions=0.5)
-    first = run_migration(fleet_app)
+    first = run_migration(fleet)
     failed_slices = {s["slice"] for s in first["slices"]["failed"]}
     assert first["status"] == "finished_with_errors"
     assert 0 < len(failed_slices) < 6
@@ -127,7 +127,7 @@ def test_failed_async_actions_are_reported_per_customer_and_resume_redoes_only_t
     admin.clear_faults("voucherify")
     admin.clear_requests()
     redo_ids = {sid for n in failed_slices for sid in state.slice_ids(first["run_id"], n)}
-    start_run(fleet_app, run_id=first["run_id"])
+    start_run(fleet, run_id=first["run_id"])
     second = wait_for_new_summary(first["run_id"])
     fetched = {r["path"].split("segment_id:")[1].split("/")[0]
                for r in admin.requests(api="segment") if "segment_id:" in r["path"]}
@@ -145,10 +145,10 @@ def wait_for_new_summary(run_id: str) -> dict[str, Any]:
     return wait_summary(run_id)
 
 
-def test_resume_of_a_complete_run_does_nothing(seg_env, fleet_app, fleet_worker):
-    first = run_migration(fleet_app)
+def test_resume_of_a_complete_run_does_nothing(seg_env, fleet):
+    first = run_migration(fleet)
     seg_env.admin.clear_requests()
-    start_run(fleet_app, run_id=first["run_id"])
+    start_run(fleet, run_id=first["run_id"])
     second = wait_for_new_summary(first["run_id"])
     profile_calls = [r for r in seg_env.admin.requests(api="segment") if "segment_id:" in
                      r["path"]]
@@ -157,9 +157,9 @@ def test_resume_of_a_complete_run_does_nothing(seg_env, fleet_app, fleet_worker)
 
 
 def test_wrong_voucherify_key_stops_the_run_naming_the_credential(
-        seg_env, fleet_app, fleet_worker, monkeypatch):
+        seg_env, fleet, monkeypatch):
     monkeypatch.setenv("VOUCHERIFY_SECRET_KEY", "wrong")
-    summary = run_migration(fleet_app)
+    summary = run_migration(fleet)
     assert summary["status"] == "halted"
     assert "401" in summary["error"] and "VOUCHERIFY_SECRET_KEY" in summary["error"]
     assert "wrong" not in summary["error"]
@@ -170,16 +170,16 @@ def test_wrong_voucherify_key_stops_the_run_naming_the_credential(
 
 
 def test_wrong_segment_token_stops_the_run_naming_the_credential(
-        seg_env, fleet_app, fleet_worker, monkeypatch):
+        seg_env, fleet, monkeypatch):
     monkeypatch.setenv("SEGMENT_ACCESS_TOKEN", "wrong")
-    summary = run_migration(fleet_app)
+    summary = run_migration(fleet)
     assert summary["status"] == "halted" and "SEGMENT_ACCESS_TOKEN" in summary["error"]
     assert sum(seg_env.admin.stats()["requests"]["segment"].values()) == 1
     assert state.get_run(summary["run_id"])["error"] == summary["error"]
 
 
 def test_429s_and_5xx_everything_arrives_within_budgets(
-        seg_env, fleet_app, fleet_worker, monkeypatch):
+        seg_env, fleet, monkeypatch):
     admin = seg_env.admin
     admin.limits("segment", rps=100)
     admin.limits("voucherify", rpm=60)
@@ -190,7 +190,7 @@ def test_429s_and_5xx_everything_arrives_within_budgets(
     monkeypatch.setenv("VOUCHERIFY_MAX_RPM", "54")
     admin.faults("voucherify", burst_429=1, retry_after=2, error_rate=0.15)
     admin.faults("segment", error_rate=0.05, error_statuses=[500, 502, 503], burst_429=3)
-    summary = run_migration(fleet_app, timeout=90)
+    summary = run_migration(fleet, timeout=90)
 
     world = admin.world_profiles()
     identified = {user_id(p) for p in world if user_id(p)}
@@ -214,10 +214,10 @@ def test_429s_and_5xx_everything_arrives_within_budgets(
     assert errors  # and the 5xx too
 
 
-def test_dry_run_maps_and_reports_but_sends_nothing(seg_env, fleet_app, fleet_worker,
+def test_dry_run_maps_and_reports_but_sends_nothing(seg_env, fleet,
                                                     monkeypatch):
     monkeypatch.setenv("DRY_RUN", "true")
-    summary = run_migration(fleet_app)
+    summary = run_migration(fleet)
     world = seg_env.admin.world_profiles()
     assert summary["dry_run"] is True
     assert summary["would_send"] == len([p for p in world if user_id(p)])
@@ -226,9 +226,9 @@ def test_dry_run_maps_and_reports_but_sends_nothing(seg_env, fleet_app, fleet_wo
     assert summary["warnings"]
 
 
-def test_status_task_reports_progress(seg_env, fleet_app, fleet_worker):
-    summary = run_migration(fleet_app)
-    result = fleet_app.send_task("segment.status", args=(summary["run_id"],))
+def test_status_task_reports_progress(seg_env, fleet):
+    summary = run_migration(fleet)
+    result = fleet.send_task("segment.status", args=(summary["run_id"],))
     wait_for(result.ready, "segment.status", 20)
     progress = result.result
     assert progress["slices_total"] == progress["slices_finished"] == 6
@@ -236,7 +236,7 @@ def test_status_task_reports_progress(seg_env, fleet_app, fleet_worker):
     assert progress["summary"]["run_id"] == summary["run_id"]
 
 
-def test_a_413_halves_the_bulk_and_everything_arrives(seg_env, fleet_app, fleet_worker,
+def test_a_413_halves_the_bulk_and_everything_arrives(seg_env, fleet,
                                                      monkeypatch):
     import requests
 
@@ -244,7 +244,7 @@ def test_a_413_halves_the_bulk_and_everything_arrives(seg_env, fleet_app, fleet_
                   timeout=10).raise_for_status()
     monkeypatch.setenv("SEGMENT_SLICE_SIZE", "60")
     monkeypatch.setenv("VOUCHERIFY_BULK_SIZE", "60")
-    summary = run_migration(fleet_app)
+    summary = run_migration(fleet)
     world = seg_env.admin.world_profiles()
     assert set(seg_env.admin.voucherify_customers()["customers"]) == \
         {user_id(p) for p in world if user_id(p)}
@@ -260,11 +260,14 @@ def test_a_slice_out_of_retries_is_reported_and_the_chord_still_summarizes(
         seg_env, fleet_app, fleet_worker, monkeypatch):
     from worker import retry
     from worker.segment_migration import tasks
+    from worker.settings import get_settings
 
-    # Fewer retries, shorter waits (the in-process worker shares these objects).
+    # Fewer retries, shorter waits: the logic of giving up, on the in-process worker
+    # (which shares these objects) rather than the shipped one.
     monkeypatch.setattr(retry, "IN_PLACE", retry.InPlace(attempts=1))
     monkeypatch.setattr(tasks.migrate_slice, "max_retries", 2)
     monkeypatch.setenv("MAX_RETRY_COUNTDOWN", "1")
+    get_settings.cache_clear()
     admin = seg_env.admin
     run_id = start_run(fleet_app)
     # Voucherify breaks for good once the plan's credential check has passed.

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -55,28 +54,17 @@ class Process:
 
 
 class WorkerProcess(Process):
-    """`celery -A worker worker` as a separate process, for crash tests."""
+    """The shipped worker command (the Procfile's: its pool and concurrency) as a
+    separate process with its own node name, for crash tests."""
 
-    def __init__(self, env: dict[str, str], name: str, concurrency: int = 2) -> None:
+    def __init__(self, env: dict[str, str], name: str) -> None:
+        from tests.support.fleet import worker_args
+
         self.node = f"{name}@%h"
-        args = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-n", self.node,
-                "--pool", "threads", "-c", str(concurrency), "--loglevel", "INFO",
-                "--without-heartbeat", "--without-gossip", "--without-mingle"]
-        super().__init__(f"worker-{name}", args, env)
+        super().__init__(f"worker-{name}", worker_args(name), env)
 
-    def wait_ready(self, app: Celery, timeout: float = 30) -> None:
+    def wait_ready(self, app: Celery, timeout: float = 60) -> None:
         prefix = self.node.split("@")[0] + "@"
         wait_for(lambda: any(prefix in name for reply in app.control.ping(timeout=0.5) or []
                              for name in reply),
                  f"{self.name} to answer ping", timeout, alive=[self])
-
-
-def sweep_unacked(redis_url: str, visibility_timeout: float) -> None:
-    """Run kombu's redelivery sweep once, as a live worker does every 10 s: messages a
-    killed worker took and never acknowledged go back to their queue once
-    `visibility_timeout` has passed."""
-    from kombu import Connection
-
-    options = {"visibility_timeout": visibility_timeout, "unacked_restore_throttle": 1}
-    with Connection(redis_url, transport_options=options) as conn:
-        conn.default_channel.qos.restore_visible(num=1000, interval=1)

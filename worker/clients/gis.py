@@ -1,9 +1,10 @@
 """AIESEC GIS (EXPA) GraphQL: the query texts, page walks and token refresh (s.4).
 
-All query texts live here. Lists are walked oldest change first (`updated_at`
-ascending) with a moving lower bound: each next request asks for records changed at or
-after the last one seen, so records that change during the walk (and move to the end)
-never shift an unread record onto a page already read. Ids are de-duplicated.
+All query texts live here. Lists are read a page at a time (`page`, with a `Cursor` a
+task can checkpoint), oldest change first (`updated_at` ascending) with a moving lower
+bound: each next request asks for records changed at or after the last one seen, so
+records that change during the walk (and move to the end) never shift an unread record
+onto a page already read; the records at the boundary are not returned twice.
 
 A 401 refreshes the token once when GIS_REFRESH_TOKEN (+ client id/secret) is
 configured; the new token is kept in Redis for the whole fleet and never logged.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -68,8 +70,38 @@ PERSON_QUERY = f"query Person($id: ID!) {{ person(id: $id) {{ {PERSON_FIELDS} }}
 APPLICATION_QUERY = (f"query Application($id: ID!) {{ getApplication(id: $id) "
                      f"{{ {APPLICATION_FIELDS} }} }}")
 
-PEOPLE_SORT = "+updated_at"
-APPLICATIONS_SORT = "ASC_updated_at"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A GIS list the fleet walks: its query, the root field, the oldest-first sort."""
+
+    text: str
+    root: str
+    sort: str
+
+
+PEOPLE = Listing(PEOPLE_QUERY, "allPeople", "+updated_at")
+APPLICATIONS = Listing(APPLICATIONS_QUERY, "allOpportunityApplication", "ASC_updated_at")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a walk of a list stands: records changed at or after `lower` (None: all),
+    page `page` of those, without the ids in `skip` (already read at that boundary)."""
+
+    lower: str | None = None
+    page: int = 1
+    skip: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lower": self.lower, "page": self.page, "skip": self.skip}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Cursor:
+        return cls(lower=raw.get("lower"), page=int(raw.get("page") or 1),
+                   skip=list(raw.get("skip") or []))
+
 CREDENTIALS = ("GIS_ACCESS_TOKEN",)
 REFRESH_CREDENTIALS = ("GIS_REFRESH_TOKEN", "GIS_CLIENT_ID", "GIS_CLIENT_SECRET")
 REFRESH_TIMEOUT = (5, 30)  # connect, read (seconds)
@@ -174,15 +206,13 @@ class GisClient:
     def people(self, home_committee: int, since: str | None = None
                ) -> Iterator[dict[str, Any]]:
         """People of an LC changed at or after `since` (all when None), oldest first."""
-        return self._walk(PEOPLE_QUERY, "allPeople", PEOPLE_SORT,
-                          {"home_committee": home_committee}, since)
+        return self._walk(PEOPLE, {"home_committee": home_committee}, since)
 
     def applications(self, since: str | None = None, **filters: Any
                      ) -> Iterator[dict[str, Any]]:
         """Applications matching `filters` (person_home_lc=..., opportunity_home_lc=...,
         person_id=...) changed at or after `since`, oldest first."""
-        return self._walk(APPLICATIONS_QUERY, "allOpportunityApplication",
-                          APPLICATIONS_SORT, filters, since)
+        return self._walk(APPLICATIONS, filters, since)
 
     def person(self, person_id: str) -> dict[str, Any] | None:
         return self.query(PERSON_QUERY, {"id": str(person_id)}).get("person")
@@ -190,29 +220,45 @@ class GisClient:
     def application(self, application_id: str) -> dict[str, Any] | None:
         return self.query(APPLICATION_QUERY, {"id": str(application_id)}).get("getApplication")
 
-    def _walk(self, text: str, root: str, sort: str, filters: dict[str, Any],
-              since: str | None) -> Iterator[dict[str, Any]]:
-        seen: set[str] = set()
-        lower, page = since, 1
-        while True:
-            window = dict(filters)
-            if lower:
-                window["last_interaction"] = {"from": lower}
-            variables = {"page": page, "per_page": self.page_size, "sort": sort,
-                         "filters": window}
-            listing = self.query(text, variables).get(root) or {}
-            rows = [row for row in listing.get("data") or [] if row]
-            for row in rows:
-                if str(row.get("id")) not in seen:
-                    seen.add(str(row.get("id")))
-                    yield row
-            if len(rows) < self.page_size:
-                return
-            last = rows[-1].get("updated_at")
-            if last and last != lower:
-                lower, page = last, 1  # move the lower bound; re-reads only the boundary
-            else:
-                page += 1  # a full page of one timestamp: step through it by page
+    def check(self, home_committee: int) -> None:
+        """One cheap read (a page of one person): a wrong token raises AuthError now,
+        before any work is planned."""
+        self.query(PEOPLE.text, {"page": 1, "per_page": 1, "sort": PEOPLE.sort,
+                                 "filters": {"home_committee": home_committee}})
+
+    def page(self, listing: Listing, filters: dict[str, Any], cursor: Cursor
+             ) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """One page of a list at `cursor`; returns its new records and the cursor of the
+        next page (None after the last). Pages are read oldest change first with a
+        moving lower bound: the next page starts at the last `updated_at` read, so a
+        record that changes meanwhile (and moves to the end) never shifts an unread one
+        onto a page already read; `cursor.skip` keeps the records at the boundary from
+        coming back twice."""
+        window = dict(filters)
+        if cursor.lower:
+            window["last_interaction"] = {"from": cursor.lower}
+        variables = {"page": cursor.page, "per_page": self.page_size, "sort": listing.sort,
+                     "filters": window}
+        found = self.query(listing.text, variables).get(listing.root) or {}
+        rows = [row for row in found.get("data") or [] if row]
+        skip = set(cursor.skip)
+        fresh = [row for row in rows if str(row.get("id")) not in skip]
+        if len(rows) < self.page_size:
+            return fresh, None
+        last = rows[-1].get("updated_at")
+        at_last = [str(r.get("id")) for r in rows if r.get("updated_at") == last]
+        if last and last != cursor.lower:  # move the lower bound: re-reads only the boundary
+            return fresh, Cursor(lower=last, page=1, skip=at_last)
+        # A full page of one timestamp: step through it by page.
+        return fresh, Cursor(lower=cursor.lower, page=cursor.page + 1,
+                             skip=sorted(skip | set(at_last)))
+
+    def _walk(self, listing: Listing, filters: dict[str, Any], since: str | None
+              ) -> Iterator[dict[str, Any]]:
+        cursor: Cursor | None = Cursor(lower=since)
+        while cursor is not None:
+            rows, cursor = self.page(listing, filters, cursor)
+            yield from rows
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

@@ -1,36 +1,21 @@
-"""What changed in GIS since the high-water marks (pure reads: no Celery).
-
-`read_changes` asks GIS for the people of the LC and the applications of its people
-(and, with GIS_SYNC_INCOMING, to its opportunities) changed since each list's mark,
-minus GIS_SCAN_OVERLAP; the new marks are the newest `updated_at` each list returned.
-`with_retries` adds the records that failed before; `bundles` cuts the lot into tasks.
+"""What a GIS run reads and hands over (no Celery): where each list starts (its
+high-water mark minus GIS_SCAN_OVERLAP), the newest change read, the records that
+failed before, and bundles of records for the sync tasks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.clients.gis import GisClient
 from worker.gis_sync import state
 from worker.gis_sync.ladder import to_unix
 from worker.gis_sync.mapping import person_of
-from worker.settings import Settings
 
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# -- planning a scan ------------------------------------------------------------------
-@dataclass
-class Changes:
-    people: list[dict[str, Any]] = field(default_factory=list)
-    applications: list[dict[str, Any]] = field(default_factory=list)
-    marks: dict[str, str] = field(default_factory=dict)
-    gis_calls: int = 0
 
 
 def lower_bound(mark: str | None, overlap: int) -> str | None:
@@ -39,29 +24,12 @@ def lower_bound(mark: str | None, overlap: int) -> str | None:
     return None if ts is None else iso(ts - overlap)
 
 
-def read_changes(gis: GisClient, settings: Settings, marks: dict[str, str] | None
-                 ) -> Changes:
-    """People and applications changed since `marks` (everything when None)."""
-    lc = int(settings.gis_home_lc_id or 0)
-    overlap = settings.gis_scan_overlap
-    since = {name: lower_bound((marks or {}).get(name), overlap)
-             for name in ("people", "applications", "incoming")}
-    changes = Changes()
-    changes.people = list(gis.people(lc, since["people"]))
-    own = list(gis.applications(since["applications"], person_home_lc=lc))
-    changes.applications = list(own)
-    if settings.gis_sync_incoming:
-        known = {str(a["id"]) for a in own}
-        incoming = list(gis.applications(since["incoming"], opportunity_home_lc=lc))
-        changes.applications += [a for a in incoming if str(a["id"]) not in known]
-        changes.marks["incoming"] = newest(incoming, (marks or {}).get("incoming"))
-    changes.marks["people"] = newest(changes.people, (marks or {}).get("people"))
-    # Each mark from its own query: an incoming application read later must not move
-    # the person_home_lc mark past changes that query has not seen.
-    changes.marks["applications"] = newest(own, (marks or {}).get("applications"))
-    changes.marks = {k: v for k, v in changes.marks.items() if v}
-    changes.gis_calls = gis.calls
-    return changes
+def since_marks(marks: dict[str, str], streams: list[str], overlap: int
+                ) -> dict[str, str | None]:
+    """Each stream's lower bound: its own mark minus the overlap (None: read it all).
+    Each mark comes from its own list: an incoming application must not move the
+    mark of the LC's own applications past changes that list has not shown yet."""
+    return {stream: lower_bound(marks.get(stream), overlap) for stream in streams}
 
 
 def newest(records: Iterable[dict[str, Any]], current: str | None) -> str | None:
@@ -74,17 +42,14 @@ def newest(records: Iterable[dict[str, Any]], current: str | None) -> str | None
     return best
 
 
-def with_retries(people: list[dict[str, Any]], applications: list[dict[str, Any]]
-                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Add the failed records of earlier runs that this read did not bring again."""
-    have = {("person", str(p.get("id"))) for p in people}
-    have |= {("application", str(a.get("id"))) for a in applications}
-    people, applications = list(people), list(applications)
+def failed_records() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The records that failed in earlier runs (kept whole for a retry)."""
+    people: list[dict[str, Any]] = []
+    applications: list[dict[str, Any]] = []
     for name, failure in state.failures().items():
-        kind, _, rid = name.partition(":")
         record = failure.get("record")
-        if record and (kind, rid) not in have:
-            (people if kind == "person" else applications).append(record)
+        if record:
+            (people if name.startswith("person:") else applications).append(record)
     return people, applications
 
 

@@ -14,6 +14,11 @@
                                (`worker.runs`; expires after RUN_TTL)
     sf:gis:run:{id}:summary    its summary, written once (`worker.runs`)
     sf:gis:run:{id}:errors     list: the first 100 failed records of the run
+    sf:gis:run:{id}:walk:{s}   hash (JSON values): stream s's walk: cursor, pages, newest
+                               updated_at handed over, done, moves_marks
+    sf:gis:run:{id}:walks      set: the streams still walking
+    sf:gis:run:{id}:launched   set: parts (a page's records) handed to the broker
+    sf:gis:run:{id}:finished   set: parts whose sync tasks have all reported
     sf:gis:runs:open           zset: run id -> start time, until its summary is written
     sf:gis:token:{fp}          a refreshed GIS access token (clients/gis.py)
     sf:gis:token:{fp}:refresh  the refresh token that came with it
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -31,8 +37,14 @@ from typing import Any
 import redis
 
 from worker import runs, store
+from worker.clients.gis import Cursor
+
+log = logging.getLogger(__name__)
 
 RUN_TTL = 7 * 86400
+# A run none of whose tasks has done anything for this long lost a message: a later scan
+# closes it as incomplete. Longer than any retry, park or redelivery of a run's task.
+STALE_AFTER = 3600
 FAILED_KEEP = 10_000  # most failed records remembered
 
 
@@ -142,10 +154,10 @@ def start_run(run_id: str, kind: str, /, **fields: Any) -> None:
     r().zadd(OPEN_RUNS, {run_id: time.time()}, nx=True)
 
 
-def stale_runs(older_than: float) -> list[str]:
-    """Runs started more than `older_than` seconds ago that never got a summary (a
-    sync task exhausted its retries, or a message was lost: the chord body never ran)."""
-    return r().zrangebyscore(OPEN_RUNS, 0, time.time() - older_than)
+def stale_runs(idle_for: float) -> list[str]:
+    """Runs without a summary that nothing has happened to for `idle_for` seconds: a
+    message was lost (a walk step or a chord body never ran)."""
+    return r().zrangebyscore(OPEN_RUNS, 0, time.time() - idle_for)
 
 
 def count(run_id: str | None, counters: dict[str, int]) -> None:
@@ -190,3 +202,106 @@ def finish_run(run_id: str, keep: int, incomplete: bool = False, **extra: Any
 
 def recent_runs(n: int = 10) -> list[dict[str, Any]]:
     return runs.recent(n, job=JOB)
+
+
+# -- walks and parts: how far a run has read GIS, and what it handed over ----------------
+def _walk_key(run_id: str, stream: str) -> str:
+    return runs.key(JOB, run_id, "walk", stream)
+
+
+def open_walks(run_id: str, since: dict[str, str | None], moves_marks: bool,
+               holds_lock: bool) -> None:
+    """Start a walk per stream at its lower bound (None: everything). Opening again (a
+    redelivered scan) keeps the walks' progress. A scan's walks move the marks (unless
+    it is a dry run) and hold the scan lock; a backfill's do neither."""
+    if not since:
+        return
+    with r().pipeline(transaction=True) as pipe:
+        for stream, lower in since.items():
+            fields = {"cursor": Cursor(lower=lower).to_json(), "pages": 0, "done": False,
+                      "newest": None, "moves_marks": moves_marks, "holds_lock": holds_lock}
+            for name, value in fields.items():
+                pipe.hsetnx(_walk_key(run_id, stream), name, runs.dumps(value))
+            pipe.expire(_walk_key(run_id, stream), RUN_TTL)
+        pipe.sadd(runs.key(JOB, run_id, "walks"), *since)
+        pipe.expire(runs.key(JOB, run_id, "walks"), RUN_TTL)
+        pipe.execute()
+
+
+def walk(run_id: str, stream: str) -> dict[str, Any] | None:
+    raw = r().hgetall(_walk_key(run_id, stream))
+    return {k: json.loads(v) for k, v in raw.items()} if raw else None
+
+
+def save_walk(run_id: str, stream: str, cursor: Cursor, newest: str | None
+              ) -> dict[str, Any]:
+    """A page was handed over: checkpoint the cursor, and (in a scan) move the stream's
+    high-water mark to the newest record handed over."""
+    key = _walk_key(run_id, stream)
+    with r().pipeline(transaction=True) as pipe:
+        pipe.hset(key, mapping={"cursor": runs.dumps(cursor.to_json()),
+                                "newest": runs.dumps(newest)})
+        pipe.hincrby(key, "pages", 1)
+        pipe.zadd(OPEN_RUNS, {run_id: time.time()}, xx=True)
+        pipe.execute()
+    current = walk(run_id, stream) or {}
+    if current.get("moves_marks") and newest:
+        set_marks({stream: newest})
+    return current
+
+
+def end_walk(run_id: str, stream: str, newest: str | None) -> int:
+    """The stream is read to its end (or the run halted); returns the walks still open."""
+    current = walk(run_id, stream) or {}
+    if current.get("moves_marks") and newest:
+        set_marks({stream: newest})
+    r().hset(_walk_key(run_id, stream), "done", runs.dumps(True))
+    r().srem(runs.key(JOB, run_id, "walks"), stream)
+    return int(r().scard(runs.key(JOB, run_id, "walks")))
+
+
+def part_launched(run_id: str, part: str) -> None:
+    _add_part(run_id, "launched", part)
+
+
+def part_finished(run_id: str, part: str) -> None:
+    _add_part(run_id, "finished", part)
+
+
+def _add_part(run_id: str, which: str, part: str) -> None:
+    key = runs.key(JOB, run_id, which)
+    with r().pipeline(transaction=False) as pipe:
+        pipe.sadd(key, part)
+        pipe.expire(key, RUN_TTL)
+        pipe.zadd(OPEN_RUNS, {run_id: time.time()}, xx=True)
+        pipe.execute()
+
+
+def is_complete(run_id: str) -> bool:
+    """Every walk ended and every part handed over has reported."""
+    if r().scard(runs.key(JOB, run_id, "walks")):
+        return False
+    return not r().sdiff(runs.key(JOB, run_id, "launched"), runs.key(JOB, run_id, "finished"))
+
+
+def progress(run_id: str) -> dict[str, int]:
+    return {"walks_open": int(r().scard(runs.key(JOB, run_id, "walks"))),
+            "parts_launched": int(r().scard(runs.key(JOB, run_id, "launched"))),
+            "parts_finished": int(r().scard(runs.key(JOB, run_id, "finished")))}
+
+
+# -- the scan lock: held by a run's tasks in turn, from the scan to its walks' end -------
+def take_scan_lock(run_id: str, timeout: float) -> bool:
+    return store.hold(SCAN_LOCK, timeout, run_id)
+
+
+def keep_scan_lock(run_id: str, timeout: float) -> None:
+    """Renew the run's lock (or take it back after it expired while a step was
+    redelivered); another run holding it is logged, not fatal: both read the same
+    changes and the sync tasks are idempotent."""
+    if not store.hold(SCAN_LOCK, timeout, run_id):
+        log.warning("gis run %s walks while another run holds the scan lock", run_id)
+
+
+def release_scan_lock(run_id: str) -> None:
+    store.let_go(SCAN_LOCK, run_id)

@@ -168,7 +168,7 @@ def sync_records(people: list[dict[str, Any]], applications: list[dict[str, Any]
     """Sync these records; returns (and counts into the run) what happened."""
     reason = state.halted(job.run_id)
     if reason:
-        _keep_for_next_scan(people, applications, f"run halted: {reason}")
+        keep_for_next_scan(people, applications, f"run halted: {reason}")
         return {"halted": reason}
     work = plan(people, applications, job)
     if job.dry_run:
@@ -180,7 +180,7 @@ def sync_records(people: list[dict[str, Any]], applications: list[dict[str, Any]
     except AuthError as exc:
         state.halt(job.run_id, str(exc))
         log.error("gis sync halted: %s", exc)
-        _keep_for_next_scan(people, applications, f"run halted: {exc}")
+        keep_for_next_scan(people, applications, f"run halted: {exc}")
         work.add("cio_calls", cio.calls)
         state.count(job.run_id, work.counts)
         return {"halted": str(exc)}
@@ -189,7 +189,7 @@ def sync_records(people: list[dict[str, Any]], applications: list[dict[str, Any]
     return work.counts
 
 
-def _keep_for_next_scan(people: list[dict[str, Any]], applications: list[dict[str, Any]],
+def keep_for_next_scan(people: list[dict[str, Any]], applications: list[dict[str, Any]],
                         reason: str) -> None:
     """A halted run's records go to the failed list: the scan's marks have already moved
     past them, and the next scan retries what that list holds."""

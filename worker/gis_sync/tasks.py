@@ -1,12 +1,18 @@
-"""GIS -> customer.io tasks (gis.*): thin Celery wrappers around `sync.py`.
+"""GIS -> customer.io tasks (gis.*): thin Celery wrappers around `walk.py` and `sync.py`.
 
-    gis.scan                      beat: lock, read changes since the mark, fan out, advance
+    gis.scan()                    beat: one cheap read (a wrong token fails here, at once),
+                                  the scan lock, the run, then a walk per stream
+    gis.walk(run_id, stream)      reads the stream's pages from its checkpoint (as far as
+                                  one delivery's time goes, then on in the next); each
+                                  page becomes a chord of sync tasks at once
     gis.sync_person(person_id, record=None, run_id=None, mode="scan", since=None)
     gis.sync_application(application_id, record=None, run_id=None, mode="scan", since=None)
     gis.sync_batch(people, applications, run_id=None, mode="scan", since=None)
-    gis.finish_scan(results, run_id)  chord body: the run's summary, kept once
+    gis.part_done(results, run_id, part)  chord body: the part has reported; the run's
+                                  summary is written, once, when every walk has ended and
+                                  every part reported
     gis.backfill(since=None, person_ids=None, application_ids=None)
-    gis.runs(n=10)                the last n run summaries, newest first
+    gis.runs(n=10)                the last n runs, newest first
     gis.failed()                  records that failed and are retried by the next scan
 
 Everything a task takes or returns is JSON and free of credentials.
@@ -20,11 +26,11 @@ from typing import Any
 
 from celery import chord
 
+from worker import retry, store
 from worker import runs as fleet_runs
-from worker import store
 from worker.app import app
 from worker.clients.gis import GisClient
-from worker.gis_sync import changes, state, sync
+from worker.gis_sync import changes, state, sync, walk
 from worker.gis_sync.ladder import to_unix
 from worker.http import AuthError
 from worker.settings import Settings, get_settings
@@ -33,6 +39,7 @@ from worker.tasking import FleetTask
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
+RETRIES_PART = "retries"  # the records that failed in earlier runs, retried first
 
 
 def _settings() -> Settings:
@@ -43,119 +50,40 @@ def _settings() -> Settings:
     return settings
 
 
+# --- gis.scan / gis.backfill: start a run -------------------------------------------------
+
 @app.task(name="gis.scan", base=FleetTask, bind=True)
 def scan(self: FleetTask) -> dict[str, Any]:
     settings = _settings()
     run_id = self.request.id or f"manual-{time.time_ns()}"
-    try:
-        with store.lock(state.SCAN_LOCK, settings.gis_scan_lock_timeout, token=run_id,
-                        renew=True):
-            return _scan(run_id, settings)
-    except store.LockHeld:
+    gis = GisClient(settings)
+    if not state.take_scan_lock(run_id, settings.gis_scan_lock_timeout):
         log.info("gis.scan skipped: another scan holds the lock")
         return {"status": "skipped", "reason": "another scan is running"}
-
-
-def _scan(run_id: str, settings: Settings) -> dict[str, Any]:
-    started = time.time()
     _close_stale_runs(settings)
     cold = not state.has_baseline()
-    gis = GisClient(settings)
-    meta = {"cold_start": cold, "dry_run": settings.dry_run}
+    state.start_run(run_id, "scan", cold_start=cold, dry_run=settings.dry_run,
+                    mode=sync.SCAN, since_ts=None)
     try:
-        found = changes.read_changes(gis, settings, None if cold else state.marks())
-    except AuthError as exc:
-        # A 401 stops the scan: recorded for the user, never retried in a loop.
-        state.start_run(run_id, "scan", **meta, gis_calls=gis.calls)
+        gis.check(int(settings.gis_home_lc_id or 0))  # a wrong token fails here, visibly
+    except AuthError as exc:  # recorded for the user, never retried in a loop
         state.halt(run_id, str(exc))
-        state.finish_run(run_id, settings.gis_runs_kept,
-                         duration_s=round(time.time() - started, 3))
+        state.release_scan_lock(run_id)
+        state.count(run_id, {"gis_calls": gis.calls})
+        state.finish_run(run_id, settings.gis_runs_kept)
         raise
-    people, applications = changes.with_retries(found.people, found.applications)
-    state.start_run(run_id, "scan", **meta, gis_calls=found.gis_calls)
-    tasks = _fan_out(run_id, settings, people, applications, sync.SCAN, None)
-    if not settings.dry_run:  # the fan-out is in the broker now: safe to move on
-        state.set_marks(found.marks)
-        if cold:
-            state.set_baseline(run_id)
-    return {"status": "started", "run_id": run_id, "cold_start": cold, "people": len(people),
-            "applications": len(applications), "tasks": tasks, "gis_calls": found.gis_calls}
-
-
-def _close_stale_runs(settings: Settings) -> None:
-    """Summaries for runs whose chord body never ran, marked incomplete (after twice
-    the visibility timeout, every redelivery and retry of theirs is over)."""
-    for run_id in state.stale_runs(2 * settings.visibility_timeout):
-        summary = state.finish_run(run_id, settings.gis_runs_kept, incomplete=True)
-        if summary:
-            log.warning("gis run %s never finished: summary kept as incomplete", run_id)
-
-
-def _fan_out(run_id: str, settings: Settings, people: list[Record],
-             applications: list[Record], mode: str, since: int | None) -> int:
-    """Hand the records to sync tasks (chord -> gis.finish_scan); returns the task count."""
-    common = {"run_id": run_id, "mode": mode, "since": since}
-    if len(people) + len(applications) >= settings.gis_batch_threshold:
-        header = [sync_batch.s(ps, apps, **common)
-                  for ps, apps in changes.bundles(people, applications, settings.gis_batch_size)]
-    else:
-        header = [sync_person.s(str(p.get("id")), record=p, **common) for p in people]
-        header += [sync_application.s(str(a.get("id")), record=a, **common)
-                   for a in applications]
-    if header:
-        chord(header)(finish_scan.s(run_id))
-    else:
-        finish_scan.delay([], run_id)
-    return len(header)
-
-
-def _job(settings: Settings, run_id: str | None, mode: str, since: int | None,
-         use_batch: bool) -> sync.Job:
-    return sync.Job(settings, run_id=run_id, mode=mode, since=since, use_batch=use_batch)
-
-
-@app.task(name="gis.sync_person", base=FleetTask, bind=True)
-def sync_person(self: FleetTask, person_id: str, record: Record | None = None,
-                run_id: str | None = None, mode: str = sync.SCAN,
-                since: int | None = None) -> dict[str, Any]:
-    settings = _settings()
-    record = record or GisClient(settings).person(person_id)
-    if record is None:
-        return {"missing": person_id}
-    return sync.sync_records([record], [], _job(settings, run_id, mode, since, False))
-
-
-@app.task(name="gis.sync_application", base=FleetTask, bind=True)
-def sync_application(self: FleetTask, application_id: str, record: Record | None = None,
-                     run_id: str | None = None, mode: str = sync.SCAN,
-                     since: int | None = None) -> dict[str, Any]:
-    settings = _settings()
-    record = record or GisClient(settings).application(application_id)
-    if record is None:
-        return {"missing": application_id}
-    return sync.sync_records([], [record], _job(settings, run_id, mode, since, False))
-
-
-@app.task(name="gis.sync_batch", base=FleetTask, bind=True)
-def sync_batch(self: FleetTask, people: list[Record], applications: list[Record],
-               run_id: str | None = None, mode: str = sync.SCAN,
-               since: int | None = None) -> dict[str, Any]:
-    settings = _settings()
-    job = _job(settings, run_id, mode, since, settings.customerio_use_batch)
-    return sync.sync_records(people, applications, job)
-
-
-@app.task(name="gis.finish_scan", base=FleetTask, bind=True)
-def finish_scan(self: FleetTask, results: list[Any], run_id: str) -> dict[str, Any]:
-    """Chord body: the run's counters become its summary (once, even if redelivered)."""
-    settings = get_settings()
-    started = (fleet_runs.get(state.JOB, run_id) or {}).get("started_ts") or time.time()
-    summary = state.finish_run(run_id, settings.gis_runs_kept, tasks=len(results),
-                               duration_s=round(time.time() - started, 3))
-    if summary is None:
-        return fleet_runs.summary(state.JOB, run_id) or {"run_id": run_id}
-    log.info("gis run finished: %s", {k: v for k, v in summary.items() if k != "errors"})
-    return summary
+    state.count(run_id, {"gis_calls": gis.calls})
+    streams = walk.streams(settings)
+    since = changes.since_marks({} if cold else state.marks(), streams,
+                                settings.gis_scan_overlap)
+    # The walks are open before anything is handed over: a part that reports early
+    # must not find a run without walks and take it for complete.
+    state.open_walks(run_id, since, moves_marks=not settings.dry_run, holds_lock=True)
+    people, applications = changes.failed_records()
+    _launch(run_id, RETRIES_PART, people, applications)
+    _start_walks(run_id, streams)
+    return {"status": "started", "run_id": run_id, "cold_start": cold, "streams": streams,
+            "retries": len(people) + len(applications)}
 
 
 @app.task(name="gis.backfill", base=FleetTask, bind=True)
@@ -168,21 +96,26 @@ def backfill(self: FleetTask, since: str | None = None, person_ids: list[str] | 
     if since and since_ts is None:
         raise ValueError(f"since must be an ISO-8601 date, got {since!r}")
     run_id = self.request.id or f"backfill-{time.time_ns()}"
-    gis = GisClient(settings)
-    people, applications = _backfill_records(gis, settings, since, person_ids, application_ids)
     state.start_run(run_id, "backfill", since=since, dry_run=settings.dry_run,
-                    gis_calls=gis.calls)
-    tasks = _fan_out(run_id, settings, people, applications, sync.BACKFILL, since_ts)
-    return {"status": "started", "run_id": run_id, "people": len(people),
-            "applications": len(applications), "tasks": tasks, "gis_calls": gis.calls}
+                    mode=sync.BACKFILL, since_ts=since_ts)
+    if person_ids or application_ids:
+        gis = GisClient(settings)
+        people, applications = _records_by_id(gis, since, person_ids, application_ids)
+        state.count(run_id, {"gis_calls": gis.calls})
+        _launch(run_id, "ids", people, applications)
+        _walk_ended(run_id, 0)
+        return {"status": "started", "run_id": run_id, "people": len(people),
+                "applications": len(applications)}
+    lower = changes.iso(since_ts) if since_ts is not None else None
+    streams = walk.streams(settings)
+    state.open_walks(run_id, dict.fromkeys(streams, lower), moves_marks=False,
+                     holds_lock=False)
+    _start_walks(run_id, streams)
+    return {"status": "started", "run_id": run_id, "since": since}
 
 
-def _backfill_records(gis: GisClient, settings: Settings, since: str | None,
-                      person_ids: list[str] | None, application_ids: list[str] | None
-                      ) -> tuple[list[Record], list[Record]]:
-    if not person_ids and not application_ids:
-        found = changes.read_changes(gis, settings, _since_marks(since))
-        return found.people, found.applications
+def _records_by_id(gis: GisClient, since: str | None, person_ids: list[str] | None,
+                   application_ids: list[str] | None) -> tuple[list[Record], list[Record]]:
     people = [p for p in (gis.person(str(i)) for i in person_ids or []) if p]
     applications: dict[str, Record] = {}
     for pid in person_ids or []:
@@ -195,14 +128,161 @@ def _backfill_records(gis: GisClient, settings: Settings, since: str | None,
     return people, list(applications.values())
 
 
-def _since_marks(since: str | None) -> dict[str, str] | None:
-    """Read from `since` exactly (no overlap subtracted: marks get overlap added back)."""
-    if not since:
+def _start_walks(run_id: str, streams: list[str]) -> None:
+    """Start the walks side by side (a redelivered start sends the same task ids
+    again; a walk already under way goes on from its checkpoint)."""
+    for stream in streams:
+        walk_stream.apply_async((run_id, stream), task_id=f"{run_id}:walk:{stream}")
+
+
+def _close_stale_runs(settings: Settings) -> None:
+    """Summaries for runs whose work never all reported (a message lost), marked
+    incomplete once nothing of theirs has happened for a long while."""
+    for run_id in state.stale_runs(state.STALE_AFTER):
+        summary = state.finish_run(run_id, settings.gis_runs_kept, incomplete=True)
+        if summary:
+            log.warning("gis run %s never finished: summary kept as incomplete", run_id)
+
+
+# --- gis.walk: read a stream, hand each page over ------------------------------------------
+
+@app.task(name="gis.walk", base=FleetTask, bind=True)
+def walk_stream(self: FleetTask, run_id: str, stream: str) -> dict[str, Any]:
+    settings = _settings()
+    try:
+        with store.lock(f"gis:walk:{run_id}:{stream}", settings.task_time_limit):
+            open_walks = walk.step(run_id, stream, GisClient(settings), settings,
+                                   lambda part, ps, apps: _launch(run_id, part, ps, apps),
+                                   self.deadline())
+    except store.LockHeld:  # a duplicate delivery: the other one walks
+        return {"run_id": run_id, "stream": stream, "duplicate": True}
+    if open_walks is None:
+        raise retry.Continue()  # checkpointed: the next delivery reads on
+    _walk_ended(run_id, open_walks)
+    return {"run_id": run_id, "stream": stream, **state.walk(run_id, stream)}
+
+
+def _walk_ended(run_id: str, open_walks: int) -> None:
+    """When the last walk ends, everything is handed over: a cold start's baseline is
+    set, the scan lock goes; the run finishes if every part has reported already."""
+    if open_walks == 0:
+        record = fleet_runs.get(state.JOB, run_id) or {}
+        if record.get("kind") == "scan":
+            if record.get("cold_start") and not record.get("dry_run"):
+                state.set_baseline(run_id)
+            state.release_scan_lock(run_id)
+    _finish_if_complete(run_id)
+
+
+def _launch(run_id: str, part: str, people: list[Record], applications: list[Record]
+            ) -> None:
+    """Hand a part (a page, the retries) to the broker: a chord of sync tasks whose
+    body reports the part. Small parts go one task per record, large ones in bundles
+    through customer.io's batch API."""
+    if not people and not applications:
+        return
+    settings = get_settings()
+    record = fleet_runs.get(state.JOB, run_id) or {}
+    common = {"run_id": run_id, "mode": record.get("mode", sync.SCAN),
+              "since": record.get("since_ts")}
+    if len(people) + len(applications) >= settings.gis_batch_threshold:
+        header = [sync_batch.s(ps, apps, **common)
+                  for ps, apps in changes.bundles(people, applications,
+                                                  settings.gis_batch_size)]
+    else:
+        header = [sync_person.s(str(p.get("id")), record=p, **common) for p in people]
+        header += [sync_application.s(str(a.get("id")), record=a, **common)
+                   for a in applications]
+    state.part_launched(run_id, part)
+    chord(header)(part_done.s(run_id, part))
+
+
+# --- the sync tasks (chord headers) ---------------------------------------------------------
+
+def _job(settings: Settings, run_id: str | None, mode: str, since: int | None,
+         use_batch: bool) -> sync.Job:
+    return sync.Job(settings, run_id=run_id, mode=mode, since=since, use_batch=use_batch)
+
+
+class SyncTask(FleetTask):
+    """A chord header must always report back: out of retries, its records go to the
+    failed list (the next scan retries them) and it returns what it could not do."""
+
+    def give_up(self, exc: Exception, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        people, applications = _records_of(self.name, args, kwargs)
+        reason = f"gave up after retries: {exc}"
+        sync.keep_for_next_scan(people, applications, reason)
+        counts = {"people_failed": len(people), "applications_failed": len(applications)}
+        state.count(kwargs.get("run_id"), counts)
+        return {**counts, "gave_up": str(exc)}
+
+
+def _records_of(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+                ) -> tuple[list[Record], list[Record]]:
+    if name == "gis.sync_batch":
+        values = dict(zip(("people", "applications"), args, strict=False)) | kwargs
+        return list(values.get("people") or []), list(values.get("applications") or [])
+    values = dict(zip(("record_id", "record"), args, strict=False)) | kwargs
+    record = values.get("record") or {"id": values.get("record_id") or
+                                      kwargs.get("person_id") or kwargs.get("application_id")}
+    return ([record], []) if name == "gis.sync_person" else ([], [record])
+
+
+@app.task(name="gis.sync_person", base=SyncTask, bind=True)
+def sync_person(self: FleetTask, person_id: str, record: Record | None = None,
+                run_id: str | None = None, mode: str = sync.SCAN,
+                since: int | None = None) -> dict[str, Any]:
+    settings = _settings()
+    record = record or GisClient(settings).person(person_id)
+    if record is None:
+        return {"missing": person_id}
+    return sync.sync_records([record], [], _job(settings, run_id, mode, since, False))
+
+
+@app.task(name="gis.sync_application", base=SyncTask, bind=True)
+def sync_application(self: FleetTask, application_id: str, record: Record | None = None,
+                     run_id: str | None = None, mode: str = sync.SCAN,
+                     since: int | None = None) -> dict[str, Any]:
+    settings = _settings()
+    record = record or GisClient(settings).application(application_id)
+    if record is None:
+        return {"missing": application_id}
+    return sync.sync_records([], [record], _job(settings, run_id, mode, since, False))
+
+
+@app.task(name="gis.sync_batch", base=SyncTask, bind=True)
+def sync_batch(self: FleetTask, people: list[Record], applications: list[Record],
+               run_id: str | None = None, mode: str = sync.SCAN,
+               since: int | None = None) -> dict[str, Any]:
+    settings = _settings()
+    job = _job(settings, run_id, mode, since, settings.customerio_use_batch)
+    return sync.sync_records(people, applications, job)
+
+
+# --- the end of a run -----------------------------------------------------------------------
+
+@app.task(name="gis.part_done", base=FleetTask, bind=True)
+def part_done(self: FleetTask, results: list[Any], run_id: str, part: str) -> dict[str, Any]:
+    """Chord body: the part's sync tasks have all reported."""
+    state.part_finished(run_id, part)
+    summary = _finish_if_complete(run_id)
+    return summary or {"run_id": run_id, "part": part, **state.progress(run_id)}
+
+
+def _finish_if_complete(run_id: str) -> dict[str, Any] | None:
+    """The run's summary, written once, when every walk has ended and every part has
+    reported (whichever comes last calls this with effect)."""
+    if not state.is_complete(run_id):
         return None
-    ts = to_unix(since)
-    assert ts is not None
-    shifted = changes.iso(ts + get_settings().gis_scan_overlap)
-    return {"people": shifted, "applications": shifted, "incoming": shifted}
+    settings = get_settings()
+    record = fleet_runs.get(state.JOB, run_id) or {}
+    started = record.get("started_ts") or time.time()
+    summary = state.finish_run(run_id, settings.gis_runs_kept,
+                               duration_s=round(time.time() - started, 3),
+                               parts=state.progress(run_id)["parts_finished"])
+    if summary is not None:
+        log.info("gis run finished: %s", {k: v for k, v in summary.items() if k != "errors"})
+    return summary
 
 
 @app.task(name="gis.runs")

@@ -7,6 +7,9 @@ Redis (`state.py`): the mapped customers are kept once fetched, each bulk's asyn
 id the moment Voucherify accepts it, and each outcome once final. A redone slice polls
 what it sent and never sends a bulk twice.
 
+Every delivery has a deadline (a few seconds before the task's soft time limit). Work
+not done by then is checkpointed (the profiles fetched so far, the bulks sent, the
+outcomes read) and `retry.Continue` is raised: the task goes on in a new delivery.
 Short waits (budget, a brief Retry-After, a few 5xx) are spent in place under the
 fleet's retry policy (`worker.retry.in_place`); longer ones raise, and the task
 reschedules itself with its checkpoints intact.
@@ -17,12 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
 from worker import retry
 from worker.clients.segment import SegmentClient
-from worker.clients.voucherify import AsyncOutcome, VoucherifyClient
+from worker.clients.voucherify import AsyncActionTimeout, AsyncOutcome, VoucherifyClient
 from worker.http import ApiError, AuthError, ClientError
 from worker.segment_migration import mapping, state
 from worker.settings import Settings
@@ -31,6 +35,11 @@ log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 FIRST_POLL = 0.3  # seconds before the first poll of the last bulk's async action
+# How long an async action may stay pending (across deliveries) before the slice counts it
+# as a failure to retry: Voucherify queues can be slow, not endless.
+ACTION_PATIENCE_S = 900
+NO_DEADLINE = float("inf")
+_LATER = object()  # a profile not fetched before the deadline: the next delivery does it
 
 
 def failure_record(slice_no: int, segment_ids: list[str], reason: str) -> Record:
@@ -40,20 +49,24 @@ def failure_record(slice_no: int, segment_ids: list[str], reason: str) -> Record
             "failed": [{"segment_id": sid, "reason": reason} for sid in segment_ids]}
 
 
-def migrate(run_id: str, slice_no: int, segment_ids: list[str], settings: Settings
-            ) -> Record:
+def migrate(run_id: str, slice_no: int, segment_ids: list[str], settings: Settings,
+            deadline: float = NO_DEADLINE) -> Record:
     """Fetch, map and upsert one slice; returns its record. A 401 halts the whole run
-    (the record says so); retryable failures raise (the task retries)."""
+    (the record says so); retryable failures raise (the task retries); work left at
+    `deadline` (monotonic) is checkpointed and `retry.Continue` raised."""
     run = state.get_run(run_id) or {}
     dry_run = bool(run.get("dry_run", settings.dry_run))
     segment: SegmentClient | None = None
     voucherify: VoucherifyClient | None = None
     try:
         batch = state.get_mapped(run_id, slice_no)
-        if batch is None:
+        if batch is None or not batch.get("complete"):
             segment = SegmentClient(settings, pool_size=settings.segment_fetch_concurrency)
-            batch = fetch_and_map(segment, segment_ids, settings)
+            batch = fetch_and_map(segment, segment_ids, settings, deadline=deadline,
+                                  before=batch)
             state.save_mapped(run_id, slice_no, batch)
+            if not batch["complete"]:
+                raise retry.Continue()
         record = {"slice": slice_no, "ok": True, "error": None, "profiles": len(segment_ids),
                   "sent": 0, "upserted": 0, "skipped": batch["skipped"],
                   "failed": list(batch["failed"]), "warnings": batch["warnings"]}
@@ -62,7 +75,7 @@ def migrate(run_id: str, slice_no: int, segment_ids: list[str], settings: Settin
         elif batch["customers"]:
             voucherify = VoucherifyClient(settings)
             upsert(voucherify, run_id, slice_no, batch["customers"],
-                   settings.voucherify_bulk_size, record)
+                   settings.voucherify_bulk_size, record, deadline)
     except AuthError as exc:
         # A wrong credential will stay wrong: halt the whole run, name the variable.
         state.halt(run_id, str(exc))
@@ -75,15 +88,27 @@ def migrate(run_id: str, slice_no: int, segment_ids: list[str], settings: Settin
 
 
 def fetch_and_map(client: SegmentClient, segment_ids: list[str], settings: Settings,
-                  stop: threading.Event | None = None) -> dict[str, Any]:
-    """Fetch every profile of the slice (a few at once) and map it. A 401, an exhausted
-    retry or the soft time limit sets `stop`: the other fetches end at their next call."""
+                  stop: threading.Event | None = None, deadline: float = NO_DEADLINE,
+                  before: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fetch the slice's profiles (a few at once) and map them, adding to `before` (the
+    checkpoint of an earlier delivery: its profiles are not fetched again). Profiles not
+    started by `deadline` are left for the next delivery (`complete` is then false). A
+    401, an exhausted retry or the soft time limit sets `stop`: the other fetches end at
+    their next call."""
     stop = stop or threading.Event()
+    batch = before or {"customers": [], "skipped": [], "failed": [], "warnings": [],
+                       "seen": []}
+    seen = set(batch.get("seen") or [])
+    todo = [sid for sid in segment_ids if sid not in seen]
 
     def one(segment_id: str) -> tuple[str, Any, Any]:
+        if time.monotonic() > deadline:
+            return segment_id, _LATER, None
         try:
-            traits = retry.in_place(lambda: client.traits(segment_id), stop)
-            ids = retry.in_place(lambda: client.external_ids(segment_id), stop)
+            traits = retry.in_place(lambda: client.traits(segment_id), stop,
+                                    deadline=deadline)
+            ids = retry.in_place(lambda: client.external_ids(segment_id), stop,
+                                 deadline=deadline)
             return segment_id, traits, ids
         except ClientError as exc:  # e.g. 404: the profile went away after the walk
             return segment_id, exc, None
@@ -91,11 +116,11 @@ def fetch_and_map(client: SegmentClient, segment_ids: list[str], settings: Setti
             stop.set()
             raise
 
-    workers = max(1, min(settings.segment_fetch_concurrency, len(segment_ids)))
+    workers = max(1, min(settings.segment_fetch_concurrency, len(todo) or 1))
     with ThreadPoolExecutor(workers, thread_name_prefix="segment-fetch") as pool:
         futures = []
         try:
-            futures += [pool.submit(one, sid) for sid in segment_ids]
+            futures += [pool.submit(one, sid) for sid in todo]
             wait(futures, return_when=FIRST_EXCEPTION)
         except BaseException:
             # The soft time limit (raised in this thread): the fetch threads stop at their
@@ -109,11 +134,18 @@ def fetch_and_map(client: SegmentClient, segment_ids: list[str], settings: Setti
     real = [e for e in errors if not isinstance(e, retry.Stopped)]
     if real:  # AuthError first: it halts the run, whatever else happened
         raise next((e for e in real if isinstance(e, AuthError)), real[0])
-    return map_profiles(fetched, settings)
+    done = [f for f in fetched if f[1] is not _LATER]
+    map_profiles(done, settings, batch)
+    batch["seen"] = sorted(seen | {sid for sid, _, _ in done})
+    batch["complete"] = len(batch["seen"]) >= len(set(segment_ids))
+    return batch
 
 
-def map_profiles(fetched: list[tuple[str, Any, Any]], settings: Settings) -> dict[str, Any]:
-    batch: dict[str, Any] = {"customers": [], "skipped": [], "failed": [], "warnings": []}
+def map_profiles(fetched: list[tuple[str, Any, Any]], settings: Settings,
+                 batch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Map fetched profiles into `batch` (customers, skipped, failed, warnings)."""
+    batch = batch if batch is not None else {"customers": [], "skipped": [], "failed": [],
+                                             "warnings": []}
     for segment_id, traits, ids in fetched:
         if isinstance(traits, ApiError):
             batch["failed"].append({"segment_id": segment_id,
@@ -130,23 +162,27 @@ def map_profiles(fetched: list[tuple[str, Any, Any]], settings: Settings) -> dic
 
 
 def upsert(client: VoucherifyClient, run_id: str, slice_no: int,
-           customers: list[dict[str, Any]], bulk_size: int, record: Record) -> None:
+           customers: list[dict[str, Any]], bulk_size: int, record: Record,
+           deadline: float = NO_DEADLINE) -> None:
     """Send the slice's customers in bulks, then read every async action's outcome.
     Each bulk's action id is stored (by its position in the slice) the moment Voucherify
     accepts it, each outcome once final. A 413 halves the bulk."""
-    known = state.actions(run_id, slice_no)  # "pos" -> "length:action id"
-    sent: list[tuple[int, int, str]] = []
+    known = state.actions(run_id, slice_no)  # "pos" -> "length:sent at:action id"
+    sent: list[tuple[int, int, float, str]] = []
     pos, size = 0, bulk_size
     while pos < len(customers):
         if str(pos) in known:
-            length, action_id = known[str(pos)].split(":", 1)
-            sent.append((pos, int(length), action_id))
+            length, sent_at, action_id = known[str(pos)].split(":", 2)
+            sent.append((pos, int(length), float(sent_at), action_id))
             pos += int(length)
             continue
+        if time.monotonic() > deadline:
+            raise retry.Continue()  # the bulks sent so far are stored: go on from here
         chunk = customers[pos:pos + size]
         try:
             payload = [c["customer"] for c in chunk]
-            action_id = retry.in_place(lambda p=payload: client.bulk_upsert(p))
+            action_id = retry.in_place(lambda p=payload: client.bulk_upsert(p),
+                                       deadline=deadline)
         except ClientError as exc:
             if exc.status == 413 and len(chunk) > 1:  # older plans cap a bulk at 100
                 size = max(1, len(chunk) // 2)
@@ -156,25 +192,36 @@ def upsert(client: VoucherifyClient, run_id: str, slice_no: int,
             _chunk_failed(record, chunk, f"voucherify rejected the bulk: {exc}")
             pos += len(chunk)
             continue
-        state.save_action(run_id, slice_no, str(pos), f"{len(chunk)}:{action_id}")
-        sent.append((pos, len(chunk), action_id))
+        now = time.time()
+        state.save_action(run_id, slice_no, str(pos), f"{len(chunk)}:{now:.0f}:{action_id}")
+        sent.append((pos, len(chunk), now, action_id))
         pos += len(chunk)
-    record["sent"] = sum(length for _, length, _ in sent)
+    record["sent"] = sum(length for _, length, _, _ in sent)
     # Bulks are processed in order, so the last one is final last: wait for it first,
     # then the others are final already and cost one poll each.
-    for n, (pos, length, action_id) in enumerate(reversed(sent)):
-        outcome = _outcome(client, run_id, slice_no, pos, action_id,
-                           known.get(f"{pos}:outcome"), first_poll=n == 0)
+    for n, (pos, length, sent_at, action_id) in enumerate(reversed(sent)):
+        outcome = _outcome(client, run_id, slice_no, pos, action_id, sent_at,
+                           known.get(f"{pos}:outcome"), first_poll=n == 0, deadline=deadline)
         _apply_outcome(record, customers[pos:pos + length], outcome)
 
 
 def _outcome(client: VoucherifyClient, run_id: str, slice_no: int, pos: int,
-             action_id: str, stored: str | None, first_poll: bool) -> AsyncOutcome:
-    """The stored outcome of a bulk, or a poll of its async action until final."""
+             action_id: str, sent_at: float, stored: str | None, first_poll: bool,
+             deadline: float) -> AsyncOutcome:
+    """The stored outcome of a bulk, or a poll of its async action until final: until
+    the delivery's deadline (then the next delivery polls on), at most
+    ACTION_PATIENCE_S after the bulk was sent (then it is a failure to retry)."""
     if stored:
         return AsyncOutcome(**json.loads(stored))
-    outcome = client.wait_for(action_id, first=FIRST_POLL if first_poll else 0.0,
-                              patience=retry.in_place)
+    timeout = min(deadline - time.monotonic(), sent_at + ACTION_PATIENCE_S - time.time())
+    try:
+        outcome = client.wait_for(action_id, timeout=max(0.5, timeout),
+                                  first=FIRST_POLL if first_poll else 0.0,
+                                  patience=lambda call: retry.in_place(call, deadline=deadline))
+    except AsyncActionTimeout:
+        if time.time() - sent_at < ACTION_PATIENCE_S:
+            raise retry.Continue() from None  # still within patience: poll on later
+        raise
     state.save_action(run_id, slice_no, f"{pos}:outcome", state.dumps(outcome.__dict__))
     return outcome
 

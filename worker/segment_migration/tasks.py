@@ -3,7 +3,8 @@ plain modules `walk.py` (the profile id list), `slice.py` (fetch, map, upsert) a
 `summary.py`.
 
     segment.migrate(run_id=None, slice_size=None)  -> run id, at once; sends segment.plan
-    segment.plan(run_id)       walks the profile id list and starts a chord per batch of
+    segment.plan(run_id)       walks the profile id list (as far as one delivery's time goes,
+                               then on in the next) and starts a chord per batch of
                                SEGMENT_SLICES_PER_CHORD slices as the walk proceeds
     segment.migrate_slice(run_id, slice_no, segment_ids)  -> a small record; returns one
                                for every expected failure (raises only to retry)
@@ -84,11 +85,13 @@ def plan(self: PlanTask, run_id: str) -> dict[str, Any]:
                 raise ValueError(f"unknown run {run_id}")
             if not state.halted(run_id):
                 # First the slices planned but not started in this attempt (a resume, a
-                # redelivery), then the rest of the walk.
+                # redelivery), then the rest of the walk, as far as this delivery's time
+                # goes (then it goes on in the next one, from the checkpoint).
                 _launch_ready(run_id, final=run["walk_done"])
-                if not run["walk_done"]:
-                    walk.walk(run_id, run, settings,
-                              lambda final: _launch_ready(run_id, final))
+                if not run["walk_done"] and not walk.walk(
+                        run_id, run, settings, lambda final: _launch_ready(run_id, final),
+                        self.deadline()):
+                    raise retry.Continue()
     except store.LockHeld:
         log.info("segment.plan run=%s: another plan is walking; nothing to do", run_id)
         return {"run_id": run_id, "duplicate": True}
@@ -149,7 +152,7 @@ def migrate_slice(self: SliceTask, run_id: str, slice_no: int,
     settings = get_settings()
     try:
         with store.lock(f"segment:slice:{run_id}:{slice_no}", settings.task_time_limit):
-            record = _slice_record(run_id, slice_no, segment_ids)
+            record = _slice_record(run_id, slice_no, segment_ids, self.deadline())
     except store.LockHeld:
         # The same slice is running elsewhere (a duplicate message); that one records it.
         return {"slice": slice_no, "ok": True, "duplicate": True}
@@ -161,18 +164,17 @@ def migrate_slice(self: SliceTask, run_id: str, slice_no: int,
     return record
 
 
-def _slice_record(run_id: str, slice_no: int, segment_ids: list[str]) -> dict[str, Any]:
-    """The slice's record, whatever happens but a retryable failure (which raises)."""
+def _slice_record(run_id: str, slice_no: int, segment_ids: list[str],
+                  deadline: float) -> dict[str, Any]:
+    """The slice's record, whatever happens but a retry or a continuation (which raise:
+    FleetTask reschedules the slice, its checkpoints keeping what was done)."""
     reason = state.halted(run_id)
     if reason is not None:
         return slice_work.failure_record(slice_no, segment_ids, f"run halted: {reason}")
     try:
-        return slice_work.migrate(run_id, slice_no, segment_ids, get_settings())
-    except retry.RETRYABLE:
-        raise  # FleetTask retries; the checkpoints keep what was done
-    except SoftTimeLimitExceeded:
-        return slice_work.failure_record(slice_no, segment_ids,
-                                         "slice exceeded TASK_SOFT_TIME_LIMIT")
+        return slice_work.migrate(run_id, slice_no, segment_ids, get_settings(), deadline)
+    except (*retry.RETRYABLE, retry.Continue, SoftTimeLimitExceeded):
+        raise
     except Exception as exc:  # a 4xx for the slice, a broken cursor, a bug: report it
         log.exception("segment.migrate_slice run=%s slice=%d failed", run_id, slice_no)
         return slice_work.failure_record(slice_no, segment_ids,

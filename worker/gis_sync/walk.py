@@ -1,0 +1,94 @@
+"""The walks of a GIS run: three lists read a page at a time, side by side (no Celery).
+
+    people         people of the LC (home_committee)
+    applications   applications of the LC's people (person_home_lc)
+    incoming       applications to the LC's opportunities (opportunity_home_lc) from
+                   people of other LCs (GIS_SYNC_INCOMING); the LC's own people's
+                   applications come through `applications`
+
+A walk step (`step`) reads pages from the stream's checkpoint until its deadline:
+each page's records are handed to the broker at once (`launch`), then the checkpoint
+(the GIS cursor and the newest `updated_at` handed over) is saved and, in a scan, the
+stream's high-water mark moves to it. A step that dies is redelivered and goes on from
+the checkpoint; at worst one page is handed over twice (sync tasks are idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from worker.clients.gis import APPLICATIONS, PEOPLE, Cursor, GisClient, Listing
+from worker.gis_sync import state
+from worker.gis_sync.changes import newest
+from worker.http import AuthError
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+# launch(part id, people, applications): hand one page's records to the broker.
+Launch = Callable[[str, list[Record], list[Record]], None]
+
+STREAMS: dict[str, tuple[Listing, str]] = {
+    "people": (PEOPLE, "home_committee"),
+    "applications": (APPLICATIONS, "person_home_lc"),
+    "incoming": (APPLICATIONS, "opportunity_home_lc"),
+}
+
+
+def streams(settings: Settings) -> list[str]:
+    return [s for s in STREAMS if s != "incoming" or settings.gis_sync_incoming]
+
+
+def step(run_id: str, stream: str, gis: GisClient, settings: Settings, launch: Launch,
+         deadline: float) -> int | None:
+    """Walk `stream` from its checkpoint until its end or `deadline` (monotonic). Returns
+    None when the deadline came first, else the number of walks still open once this
+    one ended. A 401 halts the run (the walk ends); retryable failures raise (the task
+    retries from the checkpoint)."""
+    walk = state.walk(run_id, stream)
+    if walk is None or walk.get("done"):
+        return None if walk is None else state.end_walk(run_id, stream, None)
+    lc = int(settings.gis_home_lc_id or 0)
+    listing, filter_name = STREAMS[stream]
+    cursor: Cursor | None = Cursor.from_json(walk["cursor"])
+    newest_seen = walk.get("newest")
+    try:
+        while cursor is not None and not state.halted(run_id):  # a 401: read no more
+            if walk.get("holds_lock"):
+                state.keep_scan_lock(run_id, settings.gis_scan_lock_timeout)
+            rows, cursor = gis.page(listing, {filter_name: lc}, cursor)
+            _hand_over(stream, walk, rows, lc, launch)
+            newest_seen = newest(rows, newest_seen)
+            if cursor is None:
+                break
+            walk = state.save_walk(run_id, stream, cursor, newest_seen)
+            if time.monotonic() > deadline:
+                return None
+    except AuthError as exc:
+        state.halt(run_id, str(exc))
+        log.error("gis walk run=%s stream=%s halted: %s", run_id, stream, exc)
+    finally:
+        state.count(run_id, {"gis_calls": gis.calls})
+    return state.end_walk(run_id, stream, newest_seen)
+
+
+def _hand_over(stream: str, walk: dict[str, Any], rows: list[Record], lc: int,
+               launch: Launch) -> None:
+    if stream == "incoming":  # the LC's own people's applications come through
+        rows = [a for a in rows if _home_lc(a) != str(lc)]  # `applications`
+    if not rows:
+        return
+    part = f"{stream}:{walk.get('pages', 0)}"
+    if stream == "people":
+        launch(part, rows, [])
+    else:
+        launch(part, [], rows)
+
+
+def _home_lc(application: Record) -> str | None:
+    home = ((application.get("person") or {}).get("home_lc") or {}).get("id")
+    return str(home) if home is not None else None
