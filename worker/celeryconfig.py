@@ -8,7 +8,6 @@ worker's messages, soft and hard time limits below the broker's visibility timeo
 from kombu import Exchange, Queue
 
 from beat.schedule import beat_schedule as _beat_schedule
-from worker import logging_setup
 from worker.settings import get_settings
 
 QUEUES = ("default", "gis", "segment")
@@ -52,7 +51,10 @@ worker_send_task_events = True
 task_send_sent_event = True
 timezone = "UTC"
 enable_utc = True
+# Logging is the app's own (worker/logs.py, through Celery's setup_logging signal):
+# worker_log_format and worker_task_log_format are not used; LOG_LEVEL and LOG_FORMAT are.
+# Prints after start-up become WARNING records of celery.redirected.
 worker_hijack_root_logger = True
-worker_log_format = logging_setup.FORMAT
-worker_task_log_format = logging_setup.FORMAT
+worker_redirect_stdouts = True
+worker_redirect_stdouts_level = "WARNING"
 beat_schedule = _beat_schedule(_settings.gis_scan_interval)

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     # The fleet
     redis_url: str = "redis://localhost:6379/0"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["logfmt", "json"] = "logfmt"
     dry_run: bool = False
     task_soft_time_limit: int = Field(600, gt=0, description="seconds")
     task_time_limit: int = Field(660, gt=0, description="seconds")
