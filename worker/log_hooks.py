@@ -51,9 +51,9 @@ def worker_init(instance: Any) -> None:
 def worker_started(instance: Any) -> None:
     """celeryd_after_setup: where the banner would be printed."""
     worker_log.info("%s v%s starting: %s (%s), queues %s, broker %s", instance.hostname,
-             VERSION_BANNER, _concurrency(instance), _pool(instance),
-             ",".join(sorted(instance.app.amqp.queues.consume_from)),
-             instance.app.connection().as_uri())
+                    VERSION_BANNER, _concurrency(instance), _pool(instance),
+                    ",".join(sorted(instance.app.amqp.queues.consume_from)),
+                    instance.app.connection().as_uri())
     if worker_log.isEnabledFor(logging.DEBUG):
         worker_log.debug("%s\n[tasks]\n%s", instance.startup_info(artlines=False),
                          instance.tasklist(include_builtins=False))

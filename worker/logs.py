@@ -163,8 +163,8 @@ def configure(logger: logging.Logger | None = None) -> None:
     """Apply the fleet's format, task fields and masking to every handler of `logger`
     (default: the root logger)."""
     target = logger or logging.getLogger()
-    for handler in target.handlers or logging.getLogger().handlers:
-        _dress(handler)
+    for each in target.handlers or logging.getLogger().handlers:
+        _dress(each)
 
 
 def _dress(handler: logging.Handler) -> logging.Handler:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
+import textwrap
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -163,3 +165,30 @@ def test_log_level_warning_silences_info_in_all_three(redis_url, tmp_path):
     chatty = [(name, r["level"], r["msg"][:80]) for name, recs in records.items()
               for r in recs if r["level"] in ("DEBUG", "INFO")]
     assert not chatty
+
+
+def test_prints_warnings_and_uncaught_exceptions_become_records(tmp_path):
+    """What a fleet program writes outside logging after start-up (worker_started,
+    beat_started and Flower's hook call the same function)."""
+    script = textwrap.dedent("""
+        import threading, warnings
+        from worker import log_hooks, logs
+        logs.setup_process()
+        log_hooks.take_over_output(None)
+        print("printed\\nover two lines")
+        warnings.warn("careful")
+        thread = threading.Thread(target=lambda: 1 / 0, name="helper")
+        thread.start()
+        thread.join()
+        raise RuntimeError("the end")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "LOG_FORMAT": "json"})
+    assert done.returncode == 1 and done.stdout == ""
+    printed, warned, in_thread, uncaught = assert_every_line_parses(done.stderr, "json")
+    assert (printed["logger"], printed["level"]) == ("celery.redirected", "WARNING")
+    assert printed["msg"] == "printed\nover two lines"
+    assert warned["logger"] == "py.warnings" and "UserWarning: careful" in warned["msg"]
+    assert in_thread["msg"] == "uncaught exception in thread helper"
+    assert in_thread["exc"].endswith("ZeroDivisionError: division by zero")
+    assert uncaught["level"] == "CRITICAL" and uncaught["exc"].endswith("RuntimeError: the end")
