@@ -51,10 +51,10 @@ worker_send_task_events = True
 task_send_sent_event = True
 timezone = "UTC"
 enable_utc = True
-# Logging is the app's own (worker/logs.py, through Celery's setup_logging signal):
-# worker_log_format and worker_task_log_format are not used; LOG_LEVEL and LOG_FORMAT are.
-# Prints after start-up become WARNING records of celery.redirected.
-worker_hijack_root_logger = True
+# Logging is the app's own (worker/logs.py, set up through Celery's setup_logging signal):
+# LOG_LEVEL and LOG_FORMAT decide, Celery's worker_log_format, worker_task_log_format and
+# worker_hijack_root_logger do not apply. What the worker and beat print after start-up
+# becomes records of celery.redirected at this level (worker/log_hooks.py reads both).
 worker_redirect_stdouts = True
 worker_redirect_stdouts_level = "WARNING"
 beat_schedule = _beat_schedule(_settings.gis_scan_interval)

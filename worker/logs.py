@@ -1,4 +1,4 @@
-"""One log line per record, in logfmt or JSON (`LOG_FORMAT`), every credential masked.
+r"""One log line per record, in logfmt or JSON (`LOG_FORMAT`), every credential masked.
 
     ts=2026-12-01T10:00:00.123Z level=INFO logger=celery.app.trace process=ForkPoolWorker-1
     pid=42 task=gis.scan task_id=5b1c... msg="Task gis.scan[5b1c...] succeeded in 0.2s: {...}"
