@@ -7,7 +7,7 @@ Fields, in this order: `ts` (ISO-8601 UTC, milliseconds), `level`, `logger`, `pr
 (the process name: MainProcess, ForkPoolWorker-N), `pid`, in task context `task` and
 `task_id` (the ids Flower shows), `msg`, and when there is one `exc` (the traceback) and
 `stack`. A logfmt value is quoted when it holds a space, `=`, `"`, a backslash or anything
-unprintable; inside quotes `\\ \" \n \r \t` and `\\uXXXX` are escaped, so a traceback or a
+unprintable; inside quotes `\\ \" \n \r \t` and `\uXXXX` are escaped, so a traceback or a
 logged dict stays on one line. JSON is one object per line with the same fields.
 
 `setup_process()` makes this the only output of a process's logging (Celery's
