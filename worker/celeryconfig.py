@@ -8,7 +8,6 @@ worker's messages, soft and hard time limits below the broker's visibility timeo
 from kombu import Exchange, Queue
 
 from beat.schedule import beat_schedule as _beat_schedule
-from worker import logging_setup
 from worker.settings import get_settings
 
 QUEUES = ("default", "gis", "segment")
@@ -54,7 +53,10 @@ worker_send_task_events = True
 task_send_sent_event = True
 timezone = "UTC"
 enable_utc = True
-worker_hijack_root_logger = True
-worker_log_format = logging_setup.FORMAT
-worker_task_log_format = logging_setup.FORMAT
+# Logging is the app's own (worker/logs.py, set up through Celery's setup_logging signal):
+# LOG_LEVEL and LOG_FORMAT decide, Celery's worker_log_format, worker_task_log_format and
+# worker_hijack_root_logger do not apply. What the worker and beat print after start-up
+# becomes records of celery.redirected at this level (worker/log_hooks.py reads both).
+worker_redirect_stdouts = True
+worker_redirect_stdouts_level = "WARNING"
 beat_schedule = _beat_schedule(_settings.gis_scan_interval)

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     # The fleet
     redis_url: str = "redis://localhost:6379/0"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["logfmt", "json"] = "logfmt"
     dry_run: bool = False
     # Short tasks are what bring a dead worker's work back within a minute: the broker
     # redelivers after VISIBILITY_TIMEOUT, which must outlast a task and its countdown.

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from celery.signals import after_setup_task_logger
-from celery.utils.log import get_task_logger
+from celery.signals import after_setup_task_logger, setup_logging
+from celery.utils.log import get_multiprocessing_logger, get_task_logger
 
 from tests.support import wait_for
+from tests.support.logs import assert_every_line_parses
 from tests.support.processes import Process
-from worker import logging_setup
+from worker import logs
 
 GIS_TOKEN = "gis_tok_5e1f0c2b9a8d"
 VOUCHERIFY_KEY = "vf_secret_77aa21bc04"
@@ -44,7 +45,7 @@ def captured() -> Iterator[tuple[logging.Logger, io.StringIO]]:
 def test_credentials_in_messages_arguments_and_tracebacks_are_masked(secrets_configured,
                                                                       captured):
     logger, buffer = captured
-    logging_setup.configure(logger)
+    logs.configure(logger)
     logger.info("calling GIS with token=%s", GIS_TOKEN)
     logger.warning(f"headers X-App-Token: {VOUCHERIFY_KEY}")
     try:
@@ -56,13 +57,19 @@ def test_credentials_in_messages_arguments_and_tracebacks_are_masked(secrets_con
     assert "token=***" in output and "X-App-Token: ***" in output
     assert "access_token=*** failed" in output  # the traceback's last line, masked
     assert "level=WARNING" in output and "msg=" in output  # key=value format
+    info, warning, error = assert_every_line_parses(output, "logfmt")
+    assert info["msg"] == "calling GIS with token=***"
+    assert warning["msg"] == "headers X-App-Token: ***"
+    assert error["exc"].endswith("RuntimeError: GET https://gis/graphql?access_token=*** failed")
 
 
 def test_without_secrets_the_message_is_untouched(captured):
     logger, buffer = captured
-    logging_setup.configure(logger)
+    logs.configure(logger)
     logger.info("scan done changed=%d", 3)
-    assert buffer.getvalue().endswith("msg=scan done changed=3\n")
+    [record] = assert_every_line_parses(buffer.getvalue(), "logfmt")
+    assert record["msg"] == "scan done changed=3"
+    assert buffer.getvalue().endswith(' msg="scan done changed=3"\n')
 
 
 def test_celery_task_logger_is_redacted_through_the_app_signal(secrets_configured, fleet_app):
@@ -79,6 +86,41 @@ def test_celery_task_logger_is_redacted_through_the_app_signal(secrets_configure
     finally:
         task_logger.removeHandler(handler)
     assert GIS_TOKEN not in buffer.getvalue() and "token *** rejected" in buffer.getvalue()
+
+
+@pytest.fixture
+def restored_logging() -> Iterator[None]:
+    """This process's logging as it was, after a test that sets up a fleet process's."""
+    loggers = [logging.getLogger(), get_multiprocessing_logger(),
+               *(logging.getLogger(name) for name in logs.HIJACKED)]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    last_resort = logging.lastResort
+    yield
+    for lg, handlers, level, propagate in saved:
+        lg.handlers, lg.level, lg.propagate = handlers, level, propagate
+    logging.lastResort = last_resort
+    logging.captureWarnings(False)
+
+
+def test_celerys_setup_logging_signal_gives_the_process_one_masking_handler(
+        secrets_configured, fleet_app, restored_logging):
+    # What `celery worker` and `celery beat` send before they log anything; with a
+    # receiver, Celery sets up no logging of its own. Its loglevel (--loglevel, WARNING
+    # unless given) does not count: LOG_LEVEL (INFO) does.
+    root = logging.getLogger()
+    root.addHandler(logging.StreamHandler(io.StringIO()))  # someone else's handler
+    setup_logging.send(sender=None, loglevel=logging.WARNING, logfile=None, format="",
+                       colorize=False)
+    [handler] = root.handlers
+    assert isinstance(handler, logs.FleetHandler) and handler.stream is sys.__stderr__
+    assert root.level == handler.level == logging.INFO
+    assert get_multiprocessing_logger().handlers == [handler]  # billiard's, not propagating
+    buffer = io.StringIO()
+    handler.setStream(buffer)
+    get_task_logger("tests.foundation.task").info("token %s rejected", GIS_TOKEN)
+    logging.getLogger("worker.gis_sync.tasks").debug("not at INFO")
+    [record] = assert_every_line_parses(buffer.getvalue(), "logfmt")
+    assert record["msg"] == "token *** rejected" and GIS_TOKEN not in buffer.getvalue()
 
 
 @pytest.mark.slow
@@ -105,3 +147,4 @@ def test_worker_process_masks_credentials_in_its_own_log(redis_url, tmp_path: Pa
     log = worker.log()
     assert GIS_TOKEN not in log
     assert "token=***" in log
+    assert_every_line_parses(log, "logfmt")

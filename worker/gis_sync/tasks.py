@@ -272,10 +272,10 @@ def part_done(self: FleetTask, results: list[Any], run_id: str, part: str) -> di
 def _finish_if_complete(run_id: str) -> dict[str, Any] | None:
     """The run's summary, written once, when every walk has ended and every part has
     reported (whichever comes last calls this with effect)."""
-    if not state.is_complete(run_id):
-        return None
+    record = fleet_runs.get(state.JOB, run_id)
+    if record is None or not state.is_complete(run_id):
+        return None  # an unknown run (expired, or a stray message) has nothing to finish
     settings = get_settings()
-    record = fleet_runs.get(state.JOB, run_id) or {}
     started = record.get("started_ts") or time.time()
     summary = state.finish_run(run_id, settings.gis_runs_kept,
                                duration_s=round(time.time() - started, 3),
