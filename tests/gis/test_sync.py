@@ -15,6 +15,7 @@ from tests.support.gis import (
     unix,
     wait_run,
 )
+from tests.support.logs import assert_every_line_parses
 from worker import store
 from worker.gis_sync import state
 
@@ -60,6 +61,9 @@ def test_initial_sync_identifies_everyone_and_sends_only_recent_transitions(
     assert run["events_sent"] == len(sent)
     assert admin.customerio_events()["duplicates"] == 0
     assert_clean(admin)
+    # Every line the shipped worker wrote during the run is one logfmt record.
+    records = assert_every_line_parses(fleet.log(), "logfmt")
+    assert any(r.get("task") == "gis.walk" and r.get("task_id") for r in records)
 
 
 def test_backfill_sends_every_history_in_order_and_repeats_the_same_ids(
