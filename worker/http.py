@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from worker import ratelimit
+from worker import metrics, ratelimit
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,12 @@ class Api:
         try:
             response = self.session.request(method, url, **kwargs)
         except requests.Timeout as exc:
+            metrics.add("http_requests", api=self.service, status="timeout")
             raise TransientError(self.service, f"timed out: {method} {path}") from exc
         except requests.ConnectionError as exc:
+            metrics.add("http_requests", api=self.service, status="connection")
             raise TransientError(self.service, f"connection failed: {method} {path}") from exc
+        metrics.add("http_requests", api=self.service, status=response.status_code)
         return self._check(response, method, path)
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -131,6 +134,7 @@ class Api:
             raise AuthError(self.service, f"{status} on {method} {path}: check {names}",
                             status, body)
         if status == 429:
+            metrics.add("rate_limited", api=self.service)
             wait = retry_after_seconds(response.headers)
             if self.budget is not None:
                 self.budget.cool_down(wait)

@@ -24,7 +24,7 @@ from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute, 
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from worker import store
+from worker import metrics, store
 
 INLINE_WAIT_MAX = 2.0  # seconds a task may wait in place for budget
 
@@ -87,6 +87,7 @@ class Budget:
                     return time.time()
                 reset_at = limiter.get_window_stats(self.item, "syncfleet", self.key).reset_time
                 wait = max(0.005, reset_at - time.time())
+            metrics.add("budget_waits", api=self.service)
             if time.monotonic() + wait > deadline:
                 raise NoBudget(self.service, wait)
             time.sleep(wait)
@@ -131,6 +132,7 @@ class PacedBudget(Budget):
         while True:
             cooling = self.cooling_for()
             if cooling > 0:
+                metrics.add("budget_waits", api=self.service)
                 if time.monotonic() + cooling > deadline:
                     raise NoBudget(self.service, cooling)
                 time.sleep(cooling)
@@ -138,6 +140,7 @@ class PacedBudget(Budget):
             wait_us, slot_us = (int(v) for v in _redis(self.redis_url).eval(
                 _PACE, 1, store.key("pace", self.key), gap_us, int(INLINE_WAIT_MAX * 1e6)))
             if wait_us < 0:
+                metrics.add("budget_waits", api=self.service)
                 raise NoBudget(self.service, -wait_us / 1e6)
             time.sleep(wait_us / 1e6)
             # A slot that fell inside a cool-down (a 429 meanwhile) is given up: requests

@@ -29,7 +29,7 @@ from typing import Any
 
 import redis
 
-from worker import store
+from worker import metrics, store
 
 RUNNING = "running"
 FINISHED = "finished"
@@ -113,6 +113,7 @@ def finish(job: str, run_id: str, summary: dict[str, Any], ttl: int | None = Non
         return False
     update(job, run_id, status=summary["status"],
            finished_at=summary.get("finished_at") or iso())
+    metrics.add("runs", job=job, status=summary["status"])
     return True
 
 

@@ -40,6 +40,7 @@ SECRET_FIELDS = (
     "gis_access_token",
     "gis_refresh_token",
     "gis_client_secret",
+    "metrics_basic_auth",
 )
 
 
@@ -130,6 +131,17 @@ class Settings(BaseSettings):
     gis_batch_threshold: int = Field(200, ge=0, description="changed records from which a "
                                      "scan sends through customer.io's batch API")
     gis_batch_size: int = Field(200, gt=0, description="records per gis.sync_batch task")
+    gis_failed_max_attempts: int = Field(5, gt=0, description="retries of a failed record "
+                                         "before it is parked as dead")
+    gis_failed_max_age: int = Field(7 * 86400, gt=0, description="seconds a record may keep "
+                                    "failing before it is parked as dead")
+
+    # Operations: health verdict and Prometheus metrics
+    health_max_failed: int = Field(1000, ge=0, description="failed records (GIS) beyond "
+                                   "which the fleet reports itself unhealthy")
+    metrics_port: int = Field(9808, gt=0, lt=65536)
+    metrics_basic_auth: SecretStr | None = Field(None, description="user:password the "
+                                                 "exporter's /metrics asks for")
 
     @model_validator(mode="after")
     def _timeouts_fit(self) -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import pytest
 
 from tests.segment.test_migration import user_id
 from tests.support import ROOT, wait_for
-from tests.support.segment import start_run, wait_summary
+from tests.support.segment import PROFILES, start_run, wait_summary
 from worker.segment_migration import state
 
 RECOVERY_BOUND = 90  # the goal is 60 s; the margin is for a busy machine
@@ -64,14 +65,21 @@ def test_sigkill_mid_run_then_a_new_worker_finishes_every_customer_exactly_once(
     assert recovery < RECOVERY_BOUND
 
 
-def test_cli_migrate_follow_prints_the_summary_table(seg_env, fleet):
+def test_cli_migrate_follow_shows_progress_that_moves_then_the_summary_table(seg_env, fleet):
+    seg_env.admin.faults("segment", latency_ms=20)  # fetching takes long enough to watch
     fleet.ensure()  # the shipped worker, with this test's settings
     env = {**os.environ, "COLUMNS": "160"}
     done = subprocess.run([sys.executable, "-m", "worker", "migrate", "--follow",
-                           "--slice-size", "40", "--timeout", "60"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=90)
+                           "--slice-size", "40", "--timeout", "90"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
     out = done.stdout
     assert done.returncode == 0, done.stderr[-2000:] + out[-2000:]
+    # Not a terminal: one line each time the figures change. They move as profiles are
+    # fetched, within a slice of 40, not only when a slice ends.
+    fetched = [int(n) for n in re.findall(r"^profiles fetched (\d+)/", out, re.M)]
+    confirmed = [int(n) for n in re.findall(r"customers confirmed (\d+)/", out)]
+    assert fetched == sorted(fetched) and fetched[-1] == PROFILES
+    assert {n for n in fetched if n % 40} and len(set(confirmed)) >= 2
     world = seg_env.admin.world_profiles()
     identified = [p for p in world if user_id(p)]
     assert "Segment -> Voucherify run" in out

@@ -84,6 +84,10 @@ class CustomerIo:
     def calls(self) -> int:
         return self.api.calls
 
+    def check(self) -> None:
+        """One cheap read-only call (the account's region): AuthError on a wrong key."""
+        self.api.json("GET", "/api/v1/accounts/region")
+
     def identify(self, person_id: str, attributes: dict[str, Any]) -> None:
         self.api.json("PUT", f"/api/v1/customers/{quote(person_id, safe='')}",
                       json=attributes)

@@ -78,6 +78,11 @@ class SegmentClient:
             cursor = following
             yield ids, cursor
 
+    def check(self) -> None:
+        """One cheap read-only call (a page of one profile id): AuthError on a wrong
+        token, ClientError (404) on a wrong space."""
+        self._get(self.base, {"limit": 1})
+
     def traits(self, segment_id: str) -> dict[str, Any]:
         """Every trait of a profile, across all pages of the traits cursor."""
         merged: dict[str, Any] = {}

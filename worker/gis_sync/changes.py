@@ -1,6 +1,6 @@
 """What a GIS run reads and hands over (no Celery): where each list starts (its
-high-water mark minus GIS_SCAN_OVERLAP), the newest change read, the records that
-failed before, and bundles of records for the sync tasks.
+high-water mark minus GIS_SCAN_OVERLAP), the newest change read, and bundles of records
+for the sync tasks.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.gis_sync import state
 from worker.gis_sync.ladder import to_unix
 from worker.gis_sync.mapping import person_of
 
@@ -40,17 +39,6 @@ def newest(records: Iterable[dict[str, Any]], current: str | None) -> str | None
         if ts is not None and (best_ts is None or ts > best_ts):
             best, best_ts = record["updated_at"], ts
     return best
-
-
-def failed_records() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The records that failed in earlier runs (kept whole for a retry)."""
-    people: list[dict[str, Any]] = []
-    applications: list[dict[str, Any]] = []
-    for name, failure in state.failures().items():
-        record = failure.get("record")
-        if record:
-            (people if name.startswith("person:") else applications).append(record)
-    return people, applications
 
 
 def bundles(people: list[dict[str, Any]], applications: list[dict[str, Any]], size: int

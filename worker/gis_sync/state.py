@@ -5,17 +5,18 @@
                                (the newest `updated_at` seen, ISO string from GIS)
     sf:gis:baseline            set when a cold start's fan-out was handed over; absent =
                                first run or Redis lost its data (they look alike)
+    sf:gis:last_success        when the last scan finished without a halt (Unix seconds)
     sf:gis:sent                hash: person id -> JSON {attribute: 8-hex digest} of what
                                customer.io last accepted (digests keep it small)
     sf:gis:steps               hash: application id -> last step accepted by customer.io
-    sf:gis:failed              hash: "person:ID" / "application:ID" -> JSON {reason, at,
-                               record}; the next scan retries them
+    sf:gis:failed, :failed:due, sf:gis:dead   the failed records (worker/gis_sync/failed.py)
     sf:gis:run:{id}            a scan's or backfill's run record and counters
                                (`worker.runs`; expires after RUN_TTL)
     sf:gis:run:{id}:summary    its summary, written once (`worker.runs`)
     sf:gis:run:{id}:errors     list: the first 100 failed records of the run
     sf:gis:run:{id}:walk:{s}   hash (JSON values): stream s's walk: cursor, pages, newest
-                               updated_at handed over, done, moves_marks
+                               updated_at handed over, done, moves_marks, holds_lock;
+                               the "retries" walk: names (kind:id) and offset
     sf:gis:run:{id}:walks      set: the streams still walking
     sf:gis:run:{id}:launched   set: parts (a page's records) handed to the broker
     sf:gis:run:{id}:finished   set: parts whose sync tasks have all reported
@@ -45,7 +46,6 @@ RUN_TTL = 7 * 86400
 # A run none of whose tasks has done anything for this long lost a message: a later scan
 # closes it as incomplete. Longer than any retry, park or redelivery of a run's task.
 STALE_AFTER = 3600
-FAILED_KEEP = 10_000  # most failed records remembered
 
 
 def _k(*parts: object) -> str:
@@ -56,10 +56,11 @@ MARK = _k("mark")
 BASELINE = _k("baseline")
 SENT = _k("sent")
 STEPS = _k("steps")
-FAILED = _k("failed")
 OPEN_RUNS = _k("runs", "open")
+LAST_SUCCESS = _k("last_success")
 SCAN_LOCK = "gis-scan"
 JOB = "gis"
+RETRIES = "retries"  # the walk over failed records due for a retry
 
 
 def r() -> redis.Redis:
@@ -74,6 +75,15 @@ def marks() -> dict[str, str]:
 def set_marks(values: dict[str, str]) -> None:
     if values:
         r().hset(MARK, mapping=values)
+
+
+def restore_marks(values: dict[str, str]) -> None:
+    """Put the marks back as they were (a halted run's)."""
+    with r().pipeline(transaction=True) as pipe:
+        pipe.delete(MARK)
+        if values:
+            pipe.hset(MARK, mapping=values)
+        pipe.execute()
 
 
 def has_baseline() -> bool:
@@ -121,31 +131,6 @@ def steps(application_ids: Iterable[str]) -> dict[str, int | None]:
 def save_steps(values: dict[str, int]) -> None:
     if values:
         r().hset(STEPS, mapping={aid: str(step) for aid, step in values.items()})
-
-
-# -- failed records -------------------------------------------------------------------
-def record_failures(failures: list[dict[str, Any]]) -> None:
-    """failures: [{"kind": "person"|"application", "id", "reason", "record"}]."""
-    if not failures:
-        return
-    now = int(time.time())
-    r().hset(FAILED, mapping={
-        f"{f['kind']}:{f['id']}": json.dumps({"reason": f["reason"], "at": now,
-                                              "record": f.get("record")})
-        for f in failures})
-    size = r().hlen(FAILED)
-    if size > FAILED_KEEP:  # a runaway GIS must not fill Redis
-        r().hdel(FAILED, *r().hkeys(FAILED)[: size - FAILED_KEEP])
-
-
-def clear_failures(kind: str, ids: Iterable[str]) -> None:
-    fields = [f"{kind}:{i}" for i in ids]
-    if fields:
-        r().hdel(FAILED, *fields)
-
-
-def failures() -> dict[str, dict[str, Any]]:
-    return {name: json.loads(raw) for name, raw in r().hgetall(FAILED).items()}
 
 
 # -- runs (the run vocabulary of worker.runs) ------------------------------------------
@@ -197,7 +182,14 @@ def finish_run(run_id: str, keep: int, incomplete: bool = False, **extra: Any
     if not runs.finish(JOB, run_id, summary, ttl=RUN_TTL):
         return None
     runs.forget_beyond(JOB, keep)
+    if summary.get("kind") == "scan" and status in (runs.FINISHED, runs.FINISHED_WITH_ERRORS):
+        r().set(LAST_SUCCESS, time.time())
     return summary
+
+
+def last_success() -> float | None:
+    raw = r().get(LAST_SUCCESS)
+    return float(raw) if raw else None
 
 
 def recent_runs(n: int = 10) -> list[dict[str, Any]]:
@@ -226,6 +218,30 @@ def open_walks(run_id: str, since: dict[str, str | None], moves_marks: bool,
         pipe.sadd(runs.key(JOB, run_id, "walks"), *since)
         pipe.expire(runs.key(JOB, run_id, "walks"), RUN_TTL)
         pipe.execute()
+
+
+def open_retry_walk(run_id: str, names: list[str]) -> None:
+    """A walk over the failed records due for a retry (read again from GIS by id)."""
+    key = _walk_key(run_id, RETRIES)
+    fields = {"names": names, "offset": 0, "pages": 0, "done": False, "newest": None,
+              "moves_marks": False, "holds_lock": True}
+    with r().pipeline(transaction=True) as pipe:
+        for field_name, value in fields.items():
+            pipe.hsetnx(key, field_name, runs.dumps(value))
+        pipe.expire(key, RUN_TTL)
+        pipe.sadd(runs.key(JOB, run_id, "walks"), RETRIES)
+        pipe.expire(runs.key(JOB, run_id, "walks"), RUN_TTL)
+        pipe.execute()
+
+
+def save_retry_offset(run_id: str, offset: int) -> dict[str, Any]:
+    key = _walk_key(run_id, RETRIES)
+    with r().pipeline(transaction=True) as pipe:
+        pipe.hset(key, "offset", runs.dumps(offset))
+        pipe.hincrby(key, "pages", 1)
+        pipe.zadd(OPEN_RUNS, {run_id: time.time()}, xx=True)
+        pipe.execute()
+    return walk(run_id, RETRIES) or {}
 
 
 def walk(run_id: str, stream: str) -> dict[str, Any] | None:

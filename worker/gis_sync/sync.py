@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker import metrics
 from worker.clients.customerio import CustomerIo, event_item, identify_item
+from worker.gis_sync import failed, mapping, state
 from worker.gis_sync import ladder as ladder_mod
-from worker.gis_sync import mapping, state
 from worker.gis_sync.ladder import Ladder, Malformed
 from worker.gis_sync.mapping import person_of
 from worker.http import AuthError, ClientError
@@ -58,6 +60,7 @@ class Plan:
     failures: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     people_seen: set[str] = field(default_factory=set)  # ids given as person records
+    sent_names: Counter[str] = field(default_factory=Counter)  # event name -> sent
 
     def add(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
@@ -167,8 +170,7 @@ def sync_records(people: list[dict[str, Any]], applications: list[dict[str, Any]
                  job: Job) -> dict[str, Any]:
     """Sync these records; returns (and counts into the run) what happened."""
     reason = state.halted(job.run_id)
-    if reason:
-        keep_for_next_scan(people, applications, f"run halted: {reason}")
+    if reason:  # a wrong key: send nothing more (the run's marks go back when it ends)
         return {"halted": reason}
     work = plan(people, applications, job)
     if job.dry_run:
@@ -180,7 +182,6 @@ def sync_records(people: list[dict[str, Any]], applications: list[dict[str, Any]
     except AuthError as exc:
         state.halt(job.run_id, str(exc))
         log.error("gis sync halted: %s", exc)
-        keep_for_next_scan(people, applications, f"run halted: {exc}")
         work.add("cio_calls", cio.calls)
         state.count(job.run_id, work.counts)
         return {"halted": str(exc)}
@@ -190,14 +191,19 @@ def sync_records(people: list[dict[str, Any]], applications: list[dict[str, Any]
 
 
 def keep_for_next_scan(people: list[dict[str, Any]], applications: list[dict[str, Any]],
-                        reason: str) -> None:
-    """A halted run's records go to the failed list: the scan's marks have already moved
-    past them, and the next scan retries what that list holds."""
-    state.record_failures(
-        [{"kind": "person", "id": str(p.get("id")), "reason": reason, "record": p}
-         for p in people]
-        + [{"kind": "application", "id": str(a.get("id")), "reason": reason, "record": a}
-           for a in applications])
+                       reason: str, settings: Settings) -> None:
+    """Records this run could not send go to the failed list: the scan's marks have
+    moved past them, and a later scan retries what that list holds."""
+    failed.record(
+        [{"kind": "person", "id": str(p.get("id")), "reason": reason} for p in people]
+        + [{"kind": "application", "id": str(a.get("id")), "reason": reason}
+           for a in applications], failure_policy(settings))
+
+
+def failure_policy(settings: Settings) -> failed.Policy:
+    return failed.Policy(interval=settings.gis_scan_interval,
+                         max_attempts=settings.gis_failed_max_attempts,
+                         max_age=settings.gis_failed_max_age)
 
 
 def _send_identifies(cio: CustomerIo, work: Plan, job: Job) -> set[str]:
@@ -243,7 +249,8 @@ def _send_events(cio: CustomerIo, work: Plan, failed_people: set[str], job: Job
                 refused[aid] = str(exc)
     for aid, reason in refused.items():
         work.fail("application", {"id": aid}, f"customer.io refused event: {reason}")
-    work.add("events_sent", sum(1 for aid, _ in ready if aid not in refused))
+    work.sent_names.update(e["name"] for aid, e in ready if aid not in refused)
+    work.add("events_sent", sum(work.sent_names.values()))
     return set(refused)
 
 
@@ -254,24 +261,47 @@ def _remember(work: Plan, failed_people: set[str], failed_apps: set[str],
     and the deterministic event ids make the repeat harmless."""
     state.save_sent({pid: d for pid, d in work.digests.items() if pid not in failed_people})
     state.save_steps({aid: s for aid, s in work.steps.items() if aid not in failed_apps})
-    records = {("person", str(p.get("id"))): p for p in people}
-    records |= {("application", str(a.get("id"))): a for a in applications}
-    for failure in work.failures:  # keep the full record, so the next scan can retry it
-        failure["record"] = records.get((failure["kind"], failure["id"]))
-    state.record_failures(work.failures)
-    failed = {(f["kind"], f["id"]) for f in work.failures}
-    state.clear_failures("person", [pid for kind, pid in records
-                                    if kind == "person" and (kind, pid) not in failed])
-    state.clear_failures("application", [aid for kind, aid in records if kind == "application"
-                                         and (kind, aid) not in failed])
+    failed.record(work.failures, failure_policy(job.settings))
+    refused = {(f["kind"], f["id"]) for f in work.failures}
+    for kind, records in (("person", people), ("application", applications)):
+        failed.clear(kind, [str(r.get("id")) for r in records
+                            if (kind, str(r.get("id"))) not in refused])
     _count_into_run(work, job)
 
 
 def _count_into_run(work: Plan, job: Job) -> None:
-    """The run's counters and error list get this task's share."""
+    """The run's counters and error list get this task's share; the fleet's metrics
+    too (what was really sent: not in a dry run)."""
     state.count(job.run_id, work.counts)
     state.add_run_errors(job.run_id, [{"kind": f["kind"], "id": f["id"], "reason": f["reason"]}
                                       for f in work.failures])
+    if not job.dry_run:
+        metrics.add_many(record_metrics(work.counts, work.sent_names))
+
+
+# Run counters -> outcome of each kind of record (records{job="gis", kind, outcome}).
+OUTCOMES = {
+    # people_updated counts every identify customer.io accepted, those of people read
+    # through their applications included.
+    ("person", "synced"): ("people_updated",),
+    ("person", "unchanged"): ("people_unchanged",),
+    ("person", "failed"): ("people_failed",),
+    ("application", "synced"): ("moves_forward", "moves_withdrawn", "moves_rejected",
+                                "moves_history"),
+    ("application", "unchanged"): ("moves_unchanged",),
+    ("application", "skipped"): ("moves_backward", "moves_unmapped"),
+    ("application", "failed"): ("applications_failed",),
+}
+
+
+def record_metrics(counts: dict[str, int], sent_names: Counter[str]) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for (kind, outcome), names in OUTCOMES.items():
+        out[metrics.field("records", {"job": "gis", "kind": kind, "outcome": outcome})] += \
+            sum(counts.get(n, 0) for n in names)
+    for name, n in sent_names.items():
+        out[metrics.field("events", {"name": name})] += n
+    return out
 
 
 def _dry_run(work: Plan, job: Job) -> dict[str, Any]:

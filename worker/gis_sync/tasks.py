@@ -30,7 +30,7 @@ from worker import retry, store
 from worker import runs as fleet_runs
 from worker.app import app
 from worker.clients.gis import GisClient
-from worker.gis_sync import changes, state, sync, walk
+from worker.gis_sync import changes, failed, state, sync, walk
 from worker.gis_sync.ladder import to_unix
 from worker.http import AuthError
 from worker.settings import Settings, get_settings
@@ -39,7 +39,7 @@ from worker.tasking import FleetTask
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
-RETRIES_PART = "retries"  # the records that failed in earlier runs, retried first
+RETRIES_PER_SCAN = 500  # failed records a scan retries at most (each is one GIS read)
 
 
 def _settings() -> Settings:
@@ -62,8 +62,10 @@ def scan(self: FleetTask) -> dict[str, Any]:
         return {"status": "skipped", "reason": "another scan is running"}
     _close_stale_runs(settings)
     cold = not state.has_baseline()
+    # The marks as they stand: a run halted by a wrong key puts them back when it ends,
+    # so the next scan reads again what this one could not send.
     state.start_run(run_id, "scan", cold_start=cold, dry_run=settings.dry_run,
-                    mode=sync.SCAN, since_ts=None)
+                    mode=sync.SCAN, since_ts=None, marks_before=state.marks())
     try:
         gis.check(int(settings.gis_home_lc_id or 0))  # a wrong token fails here, visibly
     except AuthError as exc:  # recorded for the user, never retried in a loop
@@ -79,11 +81,13 @@ def scan(self: FleetTask) -> dict[str, Any]:
     # The walks are open before anything is handed over: a part that reports early
     # must not find a run without walks and take it for complete.
     state.open_walks(run_id, since, moves_marks=not settings.dry_run, holds_lock=True)
-    people, applications = changes.failed_records()
-    _launch(run_id, RETRIES_PART, people, applications)
+    retries = [failed.name(kind, rid) for kind, rid in failed.due(RETRIES_PER_SCAN)]
+    if retries:
+        state.open_retry_walk(run_id, retries)
+        streams = [*streams, state.RETRIES]
     _start_walks(run_id, streams)
     return {"status": "started", "run_id": run_id, "cold_start": cold, "streams": streams,
-            "retries": len(people) + len(applications)}
+            "retries": len(retries)}
 
 
 @app.task(name="gis.backfill", base=FleetTask, bind=True)
@@ -93,19 +97,22 @@ def backfill(self: FleetTask, since: str | None = None, person_ids: list[str] | 
     history since `since` with the same deterministic event ids (safe to repeat)."""
     settings = _settings()
     since_ts = to_unix(since) if since else None
-    if since and since_ts is None:
-        raise ValueError(f"since must be an ISO-8601 date, got {since!r}")
+    if since and since_ts is None:  # a clear answer, not a traceback
+        return {"status": "refused", "reason": f"since must be an ISO-8601 date such as "
+                                               f"2026-01-31, got {since!r}"}
     run_id = self.request.id or f"backfill-{time.time_ns()}"
     state.start_run(run_id, "backfill", since=since, dry_run=settings.dry_run,
                     mode=sync.BACKFILL, since_ts=since_ts)
     if person_ids or application_ids:
         gis = GisClient(settings)
         people, applications = _records_by_id(gis, since, person_ids, application_ids)
+        missing = _missing(person_ids, application_ids, people, applications)
+        fleet_runs.update(state.JOB, run_id, missing=missing)
         state.count(run_id, {"gis_calls": gis.calls})
         _launch(run_id, "ids", people, applications)
         _walk_ended(run_id, 0)
         return {"status": "started", "run_id": run_id, "people": len(people),
-                "applications": len(applications)}
+                "applications": len(applications), "missing": missing}
     lower = changes.iso(since_ts) if since_ts is not None else None
     streams = walk.streams(settings)
     state.open_walks(run_id, dict.fromkeys(streams, lower), moves_marks=False,
@@ -162,13 +169,25 @@ def walk_stream(self: FleetTask, run_id: str, stream: str) -> dict[str, Any]:
     return {"run_id": run_id, "stream": stream, **state.walk(run_id, stream)}
 
 
+def _missing(person_ids: list[str] | None, application_ids: list[str] | None,
+             people: list[Record], applications: list[Record]) -> dict[str, list[str]]:
+    """The ids asked for that GIS does not know (reported, never dropped silently)."""
+    found_people = {str(p.get("id")) for p in people}
+    found_apps = {str(a.get("id")) for a in applications}
+    return {kind: missing for kind, missing in (
+        ("people", [str(i) for i in person_ids or [] if str(i) not in found_people]),
+        ("applications", [str(i) for i in application_ids or []
+                          if str(i) not in found_apps])) if missing}
+
+
 def _walk_ended(run_id: str, open_walks: int) -> None:
     """When the last walk ends, everything is handed over: a cold start's baseline is
     set, the scan lock goes; the run finishes if every part has reported already."""
     if open_walks == 0:
         record = fleet_runs.get(state.JOB, run_id) or {}
         if record.get("kind") == "scan":
-            if record.get("cold_start") and not record.get("dry_run"):
+            if record.get("cold_start") and not record.get("dry_run") and \
+                    not state.halted(run_id):
                 state.set_baseline(run_id)
             state.release_scan_lock(run_id)
     _finish_if_complete(run_id)
@@ -194,6 +213,7 @@ def _launch(run_id: str, part: str, people: list[Record], applications: list[Rec
         header += [sync_application.s(str(a.get("id")), record=a, **common)
                    for a in applications]
     state.part_launched(run_id, part)
+    state.count(run_id, {"records_launched": len(people) + len(applications)})
     chord(header)(part_done.s(run_id, part))
 
 
@@ -211,7 +231,7 @@ class SyncTask(FleetTask):
     def give_up(self, exc: Exception, *args: Any, **kwargs: Any) -> dict[str, Any]:
         people, applications = _records_of(self.name, args, kwargs)
         reason = f"gave up after retries: {exc}"
-        sync.keep_for_next_scan(people, applications, reason)
+        sync.keep_for_next_scan(people, applications, reason, get_settings())
         counts = {"people_failed": len(people), "applications_failed": len(applications)}
         state.count(kwargs.get("run_id"), counts)
         return {**counts, "gave_up": str(exc)}
@@ -280,6 +300,9 @@ def _finish_if_complete(run_id: str) -> dict[str, Any] | None:
     summary = state.finish_run(run_id, settings.gis_runs_kept,
                                duration_s=round(time.time() - started, 3),
                                parts=state.progress(run_id)["parts_finished"])
+    if summary is not None and summary["status"] == fleet_runs.HALTED and \
+            record.get("kind") == "scan" and not record.get("dry_run"):
+        state.restore_marks(record.get("marks_before") or {})
     if summary is not None:
         log.info("gis run finished: %s", {k: v for k, v in summary.items() if k != "errors"})
     return summary
@@ -291,5 +314,6 @@ def runs(n: int = 10) -> list[dict[str, Any]]:
 
 
 @app.task(name="gis.failed")
-def failed() -> dict[str, dict[str, Any]]:
-    return {name: {"reason": f["reason"], "at": f["at"]} for name, f in state.failures().items()}
+def failed_records() -> dict[str, dict[str, dict[str, Any]]]:
+    """The records waiting for a retry, and those given up (dead), with their reasons."""
+    return {"failed": failed.failing(), "dead": failed.dead()}

@@ -5,6 +5,8 @@
     incoming       applications to the LC's opportunities (opportunity_home_lc) from
                    people of other LCs (GIS_SYNC_INCOMING); the LC's own people's
                    applications come through `applications`
+    retries        a scan's fourth walk: the failed records due for a retry, read again
+                   from GIS one by one (`failed.py`)
 
 A walk step (`step`) reads pages from the stream's checkpoint until its deadline:
 each page's records are handed to the broker at once (`launch`), then the checkpoint
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.clients.gis import APPLICATIONS, PEOPLE, Cursor, GisClient, Listing
-from worker.gis_sync import state
+from worker.gis_sync import failed, state
 from worker.gis_sync.changes import newest
 from worker.http import AuthError
 from worker.settings import Settings
@@ -52,6 +54,8 @@ def step(run_id: str, stream: str, gis: GisClient, settings: Settings, launch: L
     walk = state.walk(run_id, stream)
     if walk is None or walk.get("done"):
         return None if walk is None else state.end_walk(run_id, stream, None)
+    if stream == state.RETRIES:
+        return _retry_step(run_id, walk, gis, launch, deadline)
     lc = int(settings.gis_home_lc_id or 0)
     listing, filter_name = STREAMS[stream]
     cursor: Cursor | None = Cursor.from_json(walk["cursor"])
@@ -74,6 +78,43 @@ def step(run_id: str, stream: str, gis: GisClient, settings: Settings, launch: L
     finally:
         state.count(run_id, {"gis_calls": gis.calls})
     return state.end_walk(run_id, stream, newest_seen)
+
+
+RETRY_CHUNK = 25  # failed records read again from GIS (one call each) per part
+
+
+def _retry_step(run_id: str, walk: dict[str, Any], gis: GisClient, launch: Launch,
+                deadline: float) -> int | None:
+    """Read the failed records due for a retry again from GIS (it may have fixed them)
+    and hand them over, RETRY_CHUNK at a time; one that GIS no longer has is dropped."""
+    names, offset = walk["names"], walk["offset"]
+    try:
+        while offset < len(names) and not state.halted(run_id):
+            chunk = [n.split(":", 1) for n in names[offset:offset + RETRY_CHUNK]]
+            people, applications = _read_again(gis, chunk)
+            launch(f"{state.RETRIES}:{offset}", people, applications)
+            offset += len(chunk)
+            state.save_retry_offset(run_id, offset)
+            if offset < len(names) and time.monotonic() > deadline:
+                return None
+    except AuthError as exc:
+        state.halt(run_id, str(exc))
+    finally:
+        state.count(run_id, {"gis_calls": gis.calls})
+    return state.end_walk(run_id, state.RETRIES, None)
+
+
+def _read_again(gis: GisClient, chunk: list[list[str]]
+                ) -> tuple[list[Record], list[Record]]:
+    people: list[Record] = []
+    applications: list[Record] = []
+    for kind, record_id in chunk:
+        found = gis.person(record_id) if kind == "person" else gis.application(record_id)
+        if found is None:
+            failed.clear(kind, [record_id])  # gone from GIS: nothing left to retry
+        else:
+            (people if kind == "person" else applications).append(found)
+    return people, applications
 
 
 def _hand_over(stream: str, walk: dict[str, Any], rows: list[Record], lc: int,

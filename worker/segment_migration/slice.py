@@ -21,6 +21,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -63,7 +64,8 @@ def migrate(run_id: str, slice_no: int, segment_ids: list[str], settings: Settin
         if batch is None or not batch.get("complete"):
             segment = SegmentClient(settings, pool_size=settings.segment_fetch_concurrency)
             batch = fetch_and_map(segment, segment_ids, settings, deadline=deadline,
-                                  before=batch)
+                                  before=batch,
+                                  on_fetched=lambda: state.add_live(run_id, profiles_fetched=1))
             state.save_mapped(run_id, slice_no, batch)
             if not batch["complete"]:
                 raise retry.Continue()
@@ -89,7 +91,8 @@ def migrate(run_id: str, slice_no: int, segment_ids: list[str], settings: Settin
 
 def fetch_and_map(client: SegmentClient, segment_ids: list[str], settings: Settings,
                   stop: threading.Event | None = None, deadline: float = NO_DEADLINE,
-                  before: dict[str, Any] | None = None) -> dict[str, Any]:
+                  before: dict[str, Any] | None = None,
+                  on_fetched: Callable[[], None] | None = None) -> dict[str, Any]:
     """Fetch the slice's profiles (a few at once) and map them, adding to `before` (the
     checkpoint of an earlier delivery: its profiles are not fetched again). Profiles not
     started by `deadline` are left for the next delivery (`complete` is then false). A
@@ -109,6 +112,8 @@ def fetch_and_map(client: SegmentClient, segment_ids: list[str], settings: Setti
                                     deadline=deadline)
             ids = retry.in_place(lambda: client.external_ids(segment_id), stop,
                                  deadline=deadline)
+            if on_fetched is not None:
+                on_fetched()
             return segment_id, traits, ids
         except ClientError as exc:  # e.g. 404: the profile went away after the walk
             return segment_id, exc, None
@@ -223,6 +228,7 @@ def _outcome(client: VoucherifyClient, run_id: str, slice_no: int, pos: int,
             raise retry.Continue() from None  # still within patience: poll on later
         raise
     state.save_action(run_id, slice_no, f"{pos}:outcome", state.dumps(outcome.__dict__))
+    state.add_live(run_id, customers_confirmed=outcome.done_count + outcome.failed_count)
     return outcome
 
 

@@ -4,7 +4,9 @@ Keys (job "segment"; the run record and summary through `worker.runs`):
 
     sf:runs                             zset: every job's runs (`worker.runs`)
     sf:segment:run:{id}                 hash: the run record (settings, status, attempt,
-                                        walk checkpoint: cursor, slices, launched, buffer)
+                                        walk checkpoint: cursor, slices, launched, buffer;
+                                        live counters: profiles_listed, profiles_fetched,
+                                        customers_confirmed)
     sf:segment:run:{id}:summary         JSON, written once (`worker.runs.finish`)
     sf:segment:run:{id}:summary:{k}     the summary of attempt k, kept when k+1 starts
     sf:segment:run:{id}:slice:{n}       JSON list of the slice's segment ids (the walk)
@@ -35,7 +37,7 @@ from typing import Any
 
 import redis
 
-from worker import runs, store
+from worker import metrics, runs, store
 
 JOB = "segment"
 MAPPED_TTL = 7 * 24 * 3600  # checkpoints of slices that never finish go away on their own
@@ -73,6 +75,12 @@ def save_walk(run_id: str, cursor: str | None, slices: int, buffer: list[str],
     """The walk's checkpoint: where to continue, and the ids not yet in a slice."""
     update_run(run_id, cursor=cursor or "", slices=slices, buffer=buffer,
                walk_done=walk_done)
+
+
+def add_live(run_id: str, **counters: int) -> None:
+    """Progress as it happens (profiles listed, fetched; customers confirmed), for a
+    progress bar that moves within a slice, not only when a slice ends."""
+    runs.count(JOB, run_id, counters)
 
 
 def halt(run_id: str, message: str) -> None:
@@ -119,6 +127,10 @@ def finish_slice(run_id: str, record: dict[str, Any]) -> None:
             pipe.srem(_k(run_id, "done"), n)
         pipe.delete(_k(run_id, "mapped", n), _k(run_id, "actions", n))
         pipe.execute()
+    if "would_send" not in record:  # a dry run sends nothing
+        for outcome, n in (("synced", counts["upserted"]), ("skipped", counts["skipped"]),
+                           ("failed", counts["failed"])):
+            metrics.add("records", n, job="segment", kind="profile", outcome=outcome)
 
 
 def done_slices(run_id: str) -> set[int]:
@@ -198,6 +210,12 @@ def begin_resume(run_id: str) -> list[int]:
             "launched": dumps(0), "resumed_at": dumps(runs.iso())})
         pipe.execute()
     done = done_slices(run_id)
+    # The live counters start the attempt where the slices kept from before stand.
+    kept = [json.loads(raw) for n, raw in r.hgetall(_k(run_id, "counts")).items()
+            if int(n) in done]
+    update_run(run_id, profiles_fetched=sum(c.get("profiles", 0) for c in kept),
+               customers_confirmed=sum(c.get("upserted", 0) + c.get("failed", 0)
+                                       for c in kept))
     return [n for n in range(run.get("slices", 0)) if n not in done]
 
 
@@ -227,4 +245,6 @@ def progress(run_id: str) -> dict[str, Any] | None:
         "slices_total": run["slices"], "slices_finished": r.scard(_k(run_id, "finished")),
         "slices_done": r.scard(_k(run_id, "done")), "counts": totals,
         "calls": calls(run_id), "summary_ready": bool(r.exists(_k(run_id, "summary"))),
+        "live": {name: run.get(name, 0) for name in
+                 ("profiles_listed", "profiles_fetched", "customers_confirmed")},
     }

@@ -42,6 +42,7 @@ def walk(run_id: str, run: dict[str, Any], settings: Settings,
         pages = client.walk_profile_ids(run["cursor"] or "0", patience)
         for ids, following in pages:
             buffer.extend(ids)
+            state.add_live(run_id, profiles_listed=len(ids))
             while len(buffer) >= size or (following is None and buffer):
                 state.store_slice_ids(run_id, slices, buffer[:size])
                 buffer, slices = buffer[size:], slices + 1

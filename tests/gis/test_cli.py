@@ -1,0 +1,81 @@
+"""`syncfleet gis ...` and `syncfleet health` for real: a subprocess, the shipped worker,
+the sandbox."""
+
+from __future__ import annotations
+
+import re
+
+from tests.support import wait_for
+from tests.support.cli import syncfleet, syncfleet_json
+from tests.support.gis import Truth, scan
+from worker.gis_sync import failed
+
+
+def test_scan_follow_shows_progress_that_moves_and_ends_with_the_summary(fleet, gis_world):
+    fleet.ensure()
+    done = syncfleet("gis", "scan", "--follow", "--timeout", "120")
+    lines = re.findall(r"^records synced (\d+)/(\d+|\?)$", done.stdout, re.M)
+    synced = [int(n) for n, _ in lines]
+    assert len(set(synced)) >= 2 and synced == sorted(synced), done.stdout[-3000:]
+    assert lines[-1][0] == lines[-1][1]  # every record handed over has reported
+    assert "GIS run" in done.stdout and "events_sent" in done.stdout
+    # finished_with_errors: the world holds malformed people (exit 1); never halted (2).
+    assert done.returncode == 1, done.stderr[-2000:]
+
+
+def test_runs_and_failed_records_and_dropping_one_for_good(fleet, gis_world):
+    run = scan(fleet)
+    code, listed = syncfleet_json("gis", "runs", "-n", "5")
+    assert code == 0 and listed[0]["run_id"] == run["run_id"] and listed[0]["job"] == "gis"
+    code, shown = syncfleet_json("gis", "failed")
+    assert code == 0 and shown["failed"] and set(shown["failed"]) == set(failed.failing())
+    name = sorted(shown["failed"])[0]
+    assert "record" not in shown["failed"][name]  # only what a retry needs
+    done = syncfleet("gis", "failed", "--drop", name)
+    assert done.returncode == 0 and name not in failed.failing()
+    again = syncfleet("gis", "failed", "--drop", name)
+    assert again.returncode == 1 and again.stderr.strip().count("\n") == 0
+    code, dropped = syncfleet_json("gis", "failed", "--drop-all")
+    assert code == 0 and dropped["dropped"] == len(shown["failed"]) - 1
+    assert failed.sizes() == {"failed": 0, "dead": 0}
+
+
+def test_backfill_reports_ids_gis_does_not_know_and_refuses_a_bad_date(fleet, gis_world):
+    truth = Truth(gis_world.admin)
+    known = sorted(truth.valid_people())[0]
+    fleet.ensure()
+    code, summary = syncfleet_json("gis", "backfill", "--person", known, "--person",
+                                   "999999999", "--application", "888888888", "--follow",
+                                   "--timeout", "120")
+    assert summary["missing"] == {"people": ["999999999"], "applications": ["888888888"]}
+    assert summary["people_seen"] == 1 and code in (0, 1)
+    bad = syncfleet("gis", "backfill", "--since", "31/12/2026")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+    assert "ISO-8601" in bad.stderr
+    # Through Celery too: a clear answer, not a traceback.
+    refused = fleet.send_task("gis.backfill", kwargs={"since": "yesterday"}).get(timeout=60)
+    assert refused["status"] == "refused" and "ISO-8601" in refused["reason"]
+
+
+def test_health_turns_unhealthy_when_scans_stop_and_healthy_after_the_next(
+        fleet, gis_world, monkeypatch):
+    monkeypatch.setenv("GIS_SCAN_INTERVAL", "2")  # stale after 3 x 2 s: proves the rule
+    before = syncfleet("health")
+    assert before.returncode == 1 and "no GIS scan has finished yet" in before.stdout
+    scan(fleet)
+    assert syncfleet("health").returncode == 0
+    stale = wait_for(lambda: (h := syncfleet("health")).returncode == 1 and h,
+                     "health to notice that no scan came", 60)
+    assert "3 x GIS_SCAN_INTERVAL" in stale.stdout and stale.stdout.count("\n") == 1
+    scan(fleet)
+    code, verdict = syncfleet_json("health")
+    assert code == 0 and verdict["healthy"] is True
+
+
+def test_health_is_unhealthy_after_a_run_halted_by_a_wrong_key(fleet, gis_world, monkeypatch):
+    monkeypatch.setenv("CUSTOMERIO_API_KEY", "wrong-key")
+    halted = scan(fleet)
+    assert halted["status"] == "halted"
+    code, verdict = syncfleet_json("health")
+    assert code == 1 and "halted" in verdict["reason"]
+    assert "CUSTOMERIO_API_KEY" in verdict["reason"]

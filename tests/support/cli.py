@@ -1,0 +1,26 @@
+"""`syncfleet` as a person runs it: a subprocess, with this test's environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from tests.support import ROOT
+
+
+def syncfleet(*args: str, timeout: float = 180, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "worker", *args], cwd=ROOT,
+                          env={**os.environ, "COLUMNS": "200", **env}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def syncfleet_json(*args: str, **env: str) -> tuple[int, Any]:
+    done = syncfleet(*args, "--json", **env)
+    try:
+        return done.returncode, json.loads(done.stdout)
+    except ValueError as exc:
+        raise AssertionError(f"not JSON ({done.returncode}): {done.stdout[-2000:]}"
+                             f"{done.stderr[-2000:]}") from exc

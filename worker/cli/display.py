@@ -1,0 +1,129 @@
+"""What the CLI shows: JSON for scripts, tables and progress bars for people."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from worker import runs
+
+if TYPE_CHECKING:  # rich loads only when a command shows something to a person
+    from rich.console import Console
+
+EXIT_OK, EXIT_ERRORS, EXIT_HALTED, EXIT_TIMEOUT = 0, 1, 2, 3
+EXIT_USAGE = 2  # bad input (argparse's own code)
+POLL = 0.5  # seconds between two looks at a followed run
+
+
+def fail_line(message: str, code: int = EXIT_ERRORS) -> NoReturn:
+    print(message.splitlines()[0] if message else "error", file=sys.stderr)
+    raise SystemExit(code)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with bad input as one line (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        fail_line(f"{self.prog}: {message} (see `{self.prog} --help`)", EXIT_USAGE)
+
+
+def emit_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def console(for_json: bool = False) -> Console:
+    """Where people read: stdout, or stderr when stdout is a script's JSON."""
+    from rich.console import Console
+
+    return Console(stderr=for_json)
+
+
+def exit_code(summary: dict[str, Any]) -> int:
+    """0 finished, 1 finished with errors (or incomplete), 2 halted."""
+    return {runs.FINISHED: EXIT_OK, runs.HALTED: EXIT_HALTED}.get(summary.get("status", ""),
+                                                                  EXIT_ERRORS)
+
+
+def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]],
+          out: Console | None = None) -> None:
+    from rich.table import Table
+
+    shown = Table(title=title)
+    for column in columns:
+        shown.add_column(column, overflow="fold")
+    for row in rows:
+        shown.add_row(*(str(v) if v is not None else "" for v in row))
+    (out or console()).print(shown)
+
+
+def key_values(title: str, rows: Iterable[tuple[str, Any]], out: Console) -> None:
+    from rich.table import Table
+
+    shown = Table(title=title, show_header=False)
+    shown.add_column("what", style="bold")
+    shown.add_column("value", overflow="fold")
+    for name, value in rows:
+        shown.add_row(name, str(value))
+    out.print(shown)
+
+
+def runs_table(latest: list[dict[str, Any]], out: Console | None = None) -> None:
+    table("Runs, newest first", ("job", "kind", "run id", "started", "status", "error"),
+          ([r.get("job"), r.get("kind"), r.get("run_id"), r.get("started_at"),
+            r.get("status"), (r.get("error") or "")[:80]] for r in latest), out)
+
+
+def follow(out: Console, read: Callable[[], tuple[dict[str, Any], dict[str, Any] | None]],
+           bars: tuple[str, ...], timeout: float) -> dict[str, Any] | None:
+    """Progress that moves while a run works, until `read()` gives its summary: bars on a
+    terminal, else one plain line each time the figures change (logs, CI, scripts).
+    `read()` returns ({bar name: (done, total or None)}, summary or None)."""
+    deadline = time.monotonic() + timeout if timeout else None
+    show = _bars(out, bars) if out.is_terminal else _lines(out, bars)
+    with show as update:
+        while deadline is None or time.monotonic() < deadline:
+            figures, summary = read()
+            update(figures)
+            if summary is not None:
+                return summary
+            time.sleep(POLL)
+    return None
+
+
+@contextmanager
+def _bars(out: Console, bars: tuple[str, ...]) -> Iterator[Callable[[dict[str, Any]], None]]:
+    from rich import progress as rp
+
+    columns = (rp.TextColumn("{task.description:<22}"), rp.BarColumn(),
+               rp.MofNCompleteColumn(), rp.TimeElapsedColumn())
+    with rp.Progress(*columns, console=out, transient=False) as shown:
+        tasks = {name: shown.add_task(name, total=None) for name in bars}
+
+        def update(figures: dict[str, Any]) -> None:
+            for name, task in tasks.items():
+                done, total = figures.get(name, (0, None))
+                shown.update(task, completed=done, total=total)
+
+        yield update
+
+
+@contextmanager
+def _lines(out: Console, bars: tuple[str, ...]) -> Iterator[Callable[[dict[str, Any]], None]]:
+    last: list[str] = []
+
+    def update(figures: dict[str, Any]) -> None:
+        parts = []
+        for name in bars:
+            done, total = figures.get(name, (0, None))
+            parts.append(f"{name} {done}/{total if total is not None else '?'}")
+        line = "  ".join(parts)
+        if line != (last[-1] if last else None):
+            last.append(line)
+            out.print(line, highlight=False)
+
+    yield update

@@ -1,0 +1,142 @@
+"""`syncfleet migrate`, `status` and `runs`: the migration, and the runs of both jobs."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from worker import runs
+from worker.cli import display
+from worker.cli.display import EXIT_OK, EXIT_TIMEOUT, emit_json, fail_line
+
+FOLLOW_BARS = ("profiles fetched", "customers confirmed")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("migrate", help="start (or resume) a Segment -> Voucherify run")
+    run.add_argument("--follow", action="store_true", help="show progress until the summary")
+    run.add_argument("--run-id", help="resume this run (or name a new one)")
+    run.add_argument("--slice-size", type=positive, help="profiles per slice task")
+    run.add_argument("--timeout", type=float, default=0, help="give up following after S s")
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.set_defaults(run=migrate)
+    status = sub.add_parser("status", help="progress (and summary) of a migration run")
+    status.add_argument("run_id")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(run=show_status)
+    listing = sub.add_parser("runs", help="the latest runs of both jobs, newest first")
+    listing.add_argument("-n", type=positive, default=20, help="how many")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(run=list_runs)
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from worker.app import app
+    from worker.segment_migration import state
+    from worker.segment_migration.tasks import new_run_id
+
+    run_id = args.run_id or new_run_id()
+    # A resumed run keeps its old summary until the worker starts the next attempt.
+    previous = (state.get_run(run_id) or {}).get("attempt", 0) if args.run_id else 0
+    result = app.send_task("segment.migrate", kwargs={"run_id": run_id,
+                                                      "slice_size": args.slice_size})
+    out = display.console(for_json=args.json)
+    if not args.json:
+        out.print(f"run [bold]{run_id}[/bold] sent to the fleet (task {result.id})")
+    if not args.follow:
+        if args.json:
+            emit_json({"run_id": run_id, "task_id": result.id})
+        return EXIT_OK
+
+    def read() -> tuple[dict[str, Any], dict[str, Any] | None]:
+        if result.failed():
+            fail_line(f"segment.migrate failed: {result.result}")
+        progress = state.progress(run_id)
+        if progress is None or progress["attempt"] <= previous:
+            return {}, None
+        live = progress["live"]
+        listed = live["profiles_listed"] if progress["walk_done"] else None
+        summary = state.get_summary(run_id) if progress["summary_ready"] else None
+        return {FOLLOW_BARS[0]: (live["profiles_fetched"], listed),
+                FOLLOW_BARS[1]: (live["customers_confirmed"], listed)}, summary
+
+    summary = display.follow(out, read, FOLLOW_BARS, args.timeout)
+    if summary is None:
+        out.print(f"[yellow]still running; follow it with `syncfleet status {run_id}`[/yellow]")
+        return EXIT_TIMEOUT
+    if args.json:
+        emit_json(summary)
+    else:
+        print_summary(out, summary)
+    return display.exit_code(summary)
+
+
+def print_summary(out: Any, summary: dict[str, Any], limit: int = 20) -> None:
+    rows: list[tuple[str, Any]] = [
+        ("status", summary["status"] + (" (dry run)" if summary.get("dry_run") else "")),
+        ("profiles seen", summary["profiles_seen"]),
+        ("customers sent", summary["customers_sent"]),
+        ("customers upserted", summary["customers_upserted"]),
+        ("skipped (no identifier)", len(summary["skipped"])),
+        ("failed", len(summary["failed"])),
+        ("warnings (values dropped)", len(summary["warnings"])),
+        ("slices done / total", f"{summary['slices']['done']} / {summary['slices']['total']}"),
+        ("Segment calls", summary["calls"]["segment"]),
+        ("Voucherify calls", summary["calls"]["voucherify"]),
+        ("duration", f"{summary['duration_s']:.1f} s"),
+    ]
+    if summary.get("dry_run"):
+        rows.insert(3, ("would send", summary.get("would_send", 0)))
+    if summary.get("error"):
+        rows.insert(1, ("error", f"[red]{summary['error']}[/red]"))
+    display.key_values(f"Segment -> Voucherify run {summary['run_id']}", rows, out)
+    _details(out, "Skipped", summary["skipped"], ("segment_id", "reason"), limit)
+    _details(out, "Failed", summary["failed"], ("segment_id", "source_id", "reason"), limit)
+    if summary["warnings_by_field"]:
+        fields = ", ".join(f"{k}: {v}" for k, v in sorted(summary["warnings_by_field"].items()))
+        out.print(f"Warnings by field: {fields}")
+    out.print(f"Full details: `syncfleet status {summary['run_id']} --json`")
+
+
+def _details(out: Any, title: str, rows: list[dict[str, Any]], columns: tuple[str, ...],
+             limit: int) -> None:
+    if rows:
+        shown = f", first {limit}" if len(rows) > limit else ""
+        display.table(f"{title} ({len(rows)}{shown})", columns,
+                      ([row.get(c, "") for c in columns] for row in rows[:limit]), out)
+
+
+def show_status(args: argparse.Namespace) -> int:
+    from worker.segment_migration import state
+
+    progress = state.progress(args.run_id)
+    if progress is None:
+        fail_line(f"syncfleet: no migration run {args.run_id} (see `syncfleet runs`)")
+    summary = state.get_summary(args.run_id)
+    if args.json:
+        emit_json({**progress, "summary": summary})
+        return EXIT_OK
+    out = display.console()
+    if summary is not None:
+        print_summary(out, summary)
+        return display.exit_code(summary)
+    out.print(progress)
+    return EXIT_OK
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    latest = runs.recent(args.n)
+    if args.json:
+        emit_json(latest)
+    elif latest:
+        display.runs_table(latest)
+    else:
+        print("no runs yet")
+    return EXIT_OK

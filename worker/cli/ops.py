@@ -1,0 +1,64 @@
+"""`syncfleet check`, `health` and `metrics`: is it set up, is it working, what is it
+doing."""
+
+from __future__ import annotations
+
+import argparse
+
+from worker.cli import display
+from worker.cli.display import EXIT_ERRORS, EXIT_OK, emit_json
+from worker.settings import get_settings
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    check = sub.add_parser("check", help="Redis, and each configured credential "
+                                         "(one cheap read-only call per API)")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(run=run_check)
+    health = sub.add_parser("health", help="exit 0 if the fleet is working, 1 and why not")
+    health.add_argument("--json", action="store_true")
+    health.set_defaults(run=run_health)
+    serve = sub.add_parser("metrics", help="serve Prometheus metrics on METRICS_PORT "
+                                           "(behind METRICS_BASIC_AUTH)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, help="default: METRICS_PORT")
+    serve.add_argument("--json", action="store_true", help="(accepted; the server logs)")
+    serve.set_defaults(run=run_metrics)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from worker.checks import run_checks
+
+    checks = run_checks(get_settings())
+    failed = [c for c in checks if c.failed]
+    if args.json:
+        emit_json({"ok": not failed, "checks": [c.as_dict() for c in checks]})
+    else:
+        display.table("syncfleet check", ("what", "status", "detail"),
+                      ([c.name, _colour(c.status), c.detail] for c in checks))
+        if failed:
+            print(f"{len(failed)} failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
+    return EXIT_ERRORS if failed else EXIT_OK
+
+
+def _colour(status: str) -> str:
+    return {"ok": "[green]ok[/green]", "failed": "[red]failed[/red]"}.get(status, status)
+
+
+def run_health(args: argparse.Namespace) -> int:
+    from worker.health import verdict
+
+    result = verdict(get_settings())
+    if args.json:
+        emit_json(result.as_dict())
+    else:
+        print(("healthy: " if result.healthy else "unhealthy: ") + result.reason)
+    return EXIT_OK if result.healthy else EXIT_ERRORS
+
+
+def run_metrics(args: argparse.Namespace) -> int:
+    from worker import exporter, logs
+
+    logs.setup_process()
+    exporter.serve(args.host, args.port)
+    return EXIT_OK

@@ -1,0 +1,162 @@
+"""Prometheus metrics for the fleet as a whole: `syncfleet metrics` serves `/metrics` on
+METRICS_PORT, behind the METRICS_BASIC_AUTH login.
+
+Everything is read from Redis at each scrape: the counters every worker adds
+(`worker/metrics.py`) and the fleet's state (runs, marks, failed records, queues), so
+one exporter sees the whole fleet, wherever its workers run.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from worker import metrics, parking, runs, store
+from worker.gis_sync import failed as gis_failed
+from worker.gis_sync import state as gis_state
+from worker.gis_sync.ladder import to_unix
+from worker.segment_migration import state as segment_state
+from worker.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+PREFIX = "syncfleet_"
+QUEUES = ("default", "gis", "segment")
+HELP = {
+    "records": "Records handled, by job, kind and outcome (synced, unchanged, skipped, failed)",
+    "events": "customer.io events sent, by event name",
+    "http_requests": "Requests to each external API, by answer (status code, timeout, "
+                     "connection)",
+    "rate_limited": "429 answers from each external API",
+    "budget_waits": "Waits for the fleet's own request budget, per API",
+    "runs": "Runs ended, by job and status",
+}
+GAUGES = ("gis_last_success_timestamp_seconds", "gis_scan_lag_seconds", "gis_failed_records",
+          "run_halted", "queue_depth", "parked_tasks", "migration_profiles")
+# Every metric the exporter can serve (the alert rules and the dashboard use these).
+METRIC_NAMES = frozenset([PREFIX + n + "_total" for n in HELP] + [PREFIX + n for n in GAUGES])
+
+
+class FleetCollector:
+    """Reads the fleet's state from Redis at each scrape."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from counters(metrics.snapshot())
+        yield from gis_gauges(time.time())
+        yield from fleet_gauges()
+        yield from migration_gauges()
+
+
+def counters(snapshot: dict[tuple[str, tuple[tuple[str, str], ...]], int]
+             ) -> Iterator[Metric]:
+    families: dict[str, CounterMetricFamily] = {}
+    for (name, labels), value in sorted(snapshot.items()):
+        family = families.get(name)
+        if family is None:
+            family = CounterMetricFamily(PREFIX + name, HELP.get(name, name),
+                                         labels=[k for k, _ in labels])
+            families[name] = family
+        family.add_metric([v for _, v in labels], value)
+    yield from families.values()
+
+
+def gis_gauges(now: float) -> Iterator[Metric]:
+    last = gis_state.last_success()
+    if last is not None:
+        yield _gauge("gis_last_success_timestamp_seconds",
+                     "When the last GIS scan finished without a halt (Unix seconds)", last)
+    marks = [ts for ts in (to_unix(m) for m in gis_state.marks().values()) if ts]
+    if marks:
+        yield _gauge("gis_scan_lag_seconds",
+                     "Now minus the oldest high-water mark of the GIS lists", now - min(marks))
+    sizes = gis_failed.sizes()
+    family = GaugeMetricFamily(PREFIX + "gis_failed_records",
+                               "GIS records failing (retried) or dead (given up)",
+                               labels=["state"])
+    family.add_metric(["retrying"], sizes["failed"])
+    family.add_metric(["dead"], sizes["dead"])
+    yield family
+    halted = GaugeMetricFamily(PREFIX + "run_halted",
+                               "1 when the job's latest run was halted (a 401)",
+                               labels=["job"])
+    for job in (gis_state.JOB, segment_state.JOB):
+        latest = runs.recent(1, job=job)
+        halted.add_metric([job], float(bool(latest) and latest[0].get("status") == runs.HALTED))
+    yield halted
+
+
+def fleet_gauges() -> Iterator[Metric]:
+    r = store.client()
+    depth = GaugeMetricFamily(PREFIX + "queue_depth", "Messages waiting in each queue",
+                              labels=["queue"])
+    for queue in QUEUES:
+        depth.add_metric([queue], r.llen(queue))
+    yield depth
+    yield _gauge("parked_tasks", "Tasks parked in Redis for a long wait", parking.waiting())
+
+
+def migration_gauges() -> Iterator[Metric]:
+    family = GaugeMetricFamily(PREFIX + "migration_profiles",
+                               "Profiles of each running migration so far",
+                               labels=["run_id", "state"])
+    for run in runs.recent(10, job=segment_state.JOB):
+        if run.get("status") != runs.RUNNING:
+            continue
+        progress = segment_state.progress(run["run_id"]) or {}
+        counts = progress.get("counts") or {}
+        for name, label in (("profiles", "seen"), ("upserted", "upserted"),
+                            ("failed", "failed"), ("skipped", "skipped")):
+            family.add_metric([run["run_id"], label], counts.get(name, 0))
+    yield family
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(PREFIX + name, documentation, value=value)
+
+
+# --- the HTTP side ----------------------------------------------------------------------------
+
+def app(registry: CollectorRegistry, login: str) -> Callable[..., Iterable[bytes]]:
+    """A WSGI app: /metrics behind basic auth, nothing else."""
+    expected = "Basic " + base64.b64encode(login.encode()).decode()
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found\n"]
+        if not hmac.compare_digest(environ.get("HTTP_AUTHORIZATION", ""), expected):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain"),
+                                                ("WWW-Authenticate", 'Basic realm="syncfleet"')])
+            return [b"login required\n"]
+        body = generate_latest(registry)
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
+        return [body]
+
+    return serve
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+        log.debug("exporter %s", format % args)
+
+
+def serve(host: str = "0.0.0.0", port: int | None = None) -> None:
+    """Serve /metrics until stopped (requires METRICS_BASIC_AUTH)."""
+    settings = get_settings()
+    login = settings.secret("METRICS_BASIC_AUTH")
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(FleetCollector())
+    server: WSGIServer = make_server(host, port or settings.metrics_port,
+                                     app(registry, login), handler_class=_QuietHandler)
+    log.info("syncfleet metrics on http://%s:%d/metrics", host, server.server_port)
+    server.serve_forever()
+

@@ -1,0 +1,146 @@
+"""GIS records that could not be synced: retried a bounded number of times, then parked
+as dead with their reason (names via `worker.store.key`).
+
+    sf:gis:failed        hash: "person:ID" / "application:ID" -> JSON {reason, first_at,
+                         last_at, attempts, next_at}: to retry
+    sf:gis:failed:due    zset: the same names -> when the next retry is due (Unix s)
+    sf:gis:dead          hash: name -> JSON {reason, first_at, last_at, attempts}: given up
+
+Only what a retry needs is kept: the kind and id (a retry reads the record from GIS
+again, so it sees GIS's fixes too), never the record itself (personal data). A record
+failing again waits longer each time (GIS_SCAN_INTERVAL doubled per attempt, at most a
+day); after GIS_FAILED_MAX_ATTEMPTS attempts or GIS_FAILED_MAX_AGE seconds it is dead.
+Dead entries go after DEAD_TTL. (A halted run, a wrong key, puts nothing here: its
+scan's marks go back to where they were, and the next scan reads those records again.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from worker import store
+
+FAILED = store.key("gis", "failed")
+DUE = store.key("gis", "failed", "due")
+DEAD = store.key("gis", "dead")
+KEEP = 10_000  # most failed records remembered: a runaway GIS must not fill Redis
+DEAD_TTL = 30 * 86400
+MAX_DELAY = 86400
+
+
+@dataclass(frozen=True)
+class Policy:
+    interval: float  # the first retry waits this long (the scan interval)
+    max_attempts: int
+    max_age: float
+
+
+def _r() -> redis.Redis:
+    return store.client()
+
+
+def name(kind: str, record_id: str) -> str:
+    return f"{kind}:{record_id}"
+
+
+def record(failures: Iterable[dict[str, Any]], policy: Policy) -> None:
+    """failures: [{"kind", "id", "reason"}]: one more attempt each."""
+    now = time.time()
+    items = {name(f["kind"], f["id"]): f["reason"] for f in failures}
+    if not items:
+        return
+    known = dict(zip(items, _r().hmget(FAILED, list(items)), strict=True))
+    failed, due, dead = {}, {}, {}
+    for key, reason in items.items():
+        before = json.loads(known[key]) if known[key] else {}
+        attempts = before.get("attempts", 0) + 1
+        entry = {"reason": reason, "first_at": before.get("first_at", now), "last_at": now,
+                 "attempts": attempts}
+        if attempts >= policy.max_attempts or now - entry["first_at"] >= policy.max_age:
+            dead[key] = entry
+            continue
+        delay = min(MAX_DELAY, policy.interval * 2 ** (attempts - 1))
+        failed[key] = {**entry, "next_at": now + delay}
+        due[key] = now + delay
+    _write(failed, due, dead, now)
+
+
+def _write(failed: dict[str, dict], due: dict[str, float], dead: dict[str, dict],
+           now: float) -> None:
+    with _r().pipeline(transaction=True) as pipe:
+        if failed:
+            pipe.hset(FAILED, mapping={k: json.dumps(v) for k, v in failed.items()})
+            pipe.zadd(DUE, due)
+        if dead:
+            pipe.hset(DEAD, mapping={k: json.dumps(v) for k, v in dead.items()})
+            pipe.hdel(FAILED, *dead)
+            pipe.zrem(DUE, *dead)
+        pipe.execute()
+    _trim(now)
+
+
+def _trim(now: float) -> None:
+    """Keep the lists bounded: the oldest failures beyond KEEP, dead ones past DEAD_TTL."""
+    r = _r()
+    over = r.zcard(DUE) - KEEP
+    if over > 0:
+        oldest = r.zrange(DUE, -over, -1)  # the latest due: retried last anyway
+        r.zrem(DUE, *oldest)
+        r.hdel(FAILED, *oldest)
+    expired = [k for k, raw in r.hgetall(DEAD).items()
+               if now - json.loads(raw).get("last_at", now) > DEAD_TTL]
+    if expired:
+        r.hdel(DEAD, *expired)
+
+
+def clear(kind: str, ids: Iterable[str]) -> None:
+    """These records synced: off both lists."""
+    names = [name(kind, i) for i in ids]
+    if names:
+        with _r().pipeline(transaction=False) as pipe:
+            pipe.hdel(FAILED, *names)
+            pipe.zrem(DUE, *names)
+            pipe.hdel(DEAD, *names)
+            pipe.execute()
+
+
+def due(limit: int, now: float | None = None) -> list[tuple[str, str]]:
+    """Up to `limit` (kind, id) whose retry is due, the longest waiting first."""
+    names = _r().zrangebyscore(DUE, 0, now or time.time(), start=0, num=limit)
+    return [tuple(n.split(":", 1)) for n in names]  # type: ignore[misc]
+
+
+def failing() -> dict[str, dict[str, Any]]:
+    return {k: json.loads(v) for k, v in _r().hgetall(FAILED).items()}
+
+
+def dead() -> dict[str, dict[str, Any]]:
+    return {k: json.loads(v) for k, v in _r().hgetall(DEAD).items()}
+
+
+def sizes() -> dict[str, int]:
+    return {"failed": int(_r().hlen(FAILED)), "dead": int(_r().hlen(DEAD))}
+
+
+def drop(key: str) -> bool:
+    """Forget one record (`kind:id`, or a bare id of either kind) for good."""
+    names = [key] if ":" in key else [name("person", key), name("application", key)]
+    with _r().pipeline(transaction=False) as pipe:
+        pipe.hdel(FAILED, *names)
+        pipe.zrem(DUE, *names)
+        pipe.hdel(DEAD, *names)
+        dropped = pipe.execute()
+    return any(dropped)
+
+
+def drop_all() -> int:
+    """Forget every failed and dead record; returns how many."""
+    count = sum(sizes().values())
+    _r().delete(FAILED, DUE, DEAD)
+    return count

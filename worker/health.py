@@ -1,0 +1,83 @@
+"""Is the fleet working? The verdict `syncfleet health` gives (and compose's health check
+runs), and the configuration check `syncfleet check` makes at start.
+
+Unhealthy when Redis cannot be reached, when the last successful GIS scan is older than
+3 x GIS_SCAN_INTERVAL (GIS configured), when a job's latest run was halted (a 401: a
+credential is wrong or revoked), or when more than HEALTH_MAX_FAILED GIS records are
+failing. Each check reads Redis only: the verdict never waits behind queued work.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from worker import runs, store
+from worker.gis_sync import failed as gis_failed
+from worker.gis_sync import state as gis_state
+from worker.segment_migration import state as segment_state
+from worker.settings import Settings
+
+STALE_SCANS = 3  # a scan older than this many intervals means the sync has stopped
+
+
+@dataclass
+class Verdict:
+    healthy: bool
+    reason: str
+    details: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"healthy": self.healthy, "reason": self.reason, **self.details}
+
+
+def verdict(settings: Settings, now: float | None = None) -> Verdict:
+    now = time.time() if now is None else now
+    try:
+        store.client().ping()
+    except redis.RedisError as exc:
+        return Verdict(False, f"Redis unreachable at REDIS_URL: {exc}")
+    details: dict[str, object] = {}
+    problems = _halted_runs() + _failed_records(settings, details)
+    if settings.gis_access_token and settings.gis_home_lc_id:
+        problems += _gis_freshness(settings, now, details)
+    else:
+        details["gis"] = "not configured (GIS_ACCESS_TOKEN, GIS_HOME_LC_ID)"
+    if problems:
+        return Verdict(False, "; ".join(problems), details)
+    return Verdict(True, "ok: " + ", ".join(f"{k} {v}" for k, v in details.items()), details)
+
+
+def _halted_runs() -> list[str]:
+    out = []
+    for job in (gis_state.JOB, segment_state.JOB):
+        latest = runs.recent(1, job=job)
+        if latest and latest[0].get("status") == runs.HALTED:
+            out.append(f"the last {job} run ({latest[0]['run_id']}) was halted: "
+                       f"{latest[0].get('error') or 'no reason recorded'}")
+    return out
+
+
+def _failed_records(settings: Settings, details: dict[str, object]) -> list[str]:
+    failing = gis_failed.sizes()["failed"]
+    details["failed records"] = failing
+    if failing > settings.health_max_failed:
+        return [f"{failing} GIS records are failing (more than HEALTH_MAX_FAILED = "
+                f"{settings.health_max_failed}): see `syncfleet gis failed`"]
+    return []
+
+
+def _gis_freshness(settings: Settings, now: float, details: dict[str, object]) -> list[str]:
+    limit = STALE_SCANS * settings.gis_scan_interval
+    last = gis_state.last_success()
+    if last is None:
+        return [f"no GIS scan has finished yet (beat sends one every "
+                f"GIS_SCAN_INTERVAL = {settings.gis_scan_interval}s)"]
+    age = now - last
+    details["last GIS scan"] = f"{age:.0f}s ago"
+    if age > limit:
+        return [f"the last successful GIS scan finished {age:.0f}s ago, more than "
+                f"{STALE_SCANS} x GIS_SCAN_INTERVAL = {limit}s: is beat running?"]
+    return []

@@ -1,0 +1,73 @@
+"""The fleet's counters, kept in Redis so that one exporter sees every worker on every
+host (`worker/exporter.py` serves them to Prometheus; workers need no scrape of their
+own). Counting is one HINCRBY per event, fleet-wide; a failure to count never fails the
+work (the counter is lost, the sync goes on).
+
+Keys:
+
+    sf:metrics         hash: "name|label=value,label=value" -> count
+
+Counters (exported with the prefix `syncfleet_` and the suffix `_total`):
+
+    records{job, kind, outcome}   records handled: synced, unchanged, skipped, failed
+    events{name}                  customer.io events sent, by event name
+    http_requests{api, status}    requests to each API by answer (status code, or
+                                  "timeout" / "connection" when none came)
+    rate_limited{api}             429s from each API
+    budget_waits{api}             waits for the fleet's own budget
+    runs{job, status}             runs ended, by status
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import redis
+
+from worker import store
+
+log = logging.getLogger(__name__)
+
+KEY = store.key("metrics")
+
+
+def field(name: str, labels: dict[str, Any]) -> str:
+    inner = ",".join(f"{k}={labels[k]}" for k in sorted(labels))
+    return f"{name}|{inner}"
+
+
+def parse(name_and_labels: str) -> tuple[str, dict[str, str]]:
+    name, _, inner = name_and_labels.partition("|")
+    labels = dict(pair.split("=", 1) for pair in inner.split(",") if "=" in pair)
+    return name, labels
+
+
+def add(name: str, n: int = 1, **labels: Any) -> None:
+    """Count `n` of `name` with these labels (never raises)."""
+    if n:
+        add_many(Counter({field(name, labels): n}))
+
+
+def add_many(counts: Counter[str] | dict[str, int]) -> None:
+    """Count several fields at once (fields built with `field`)."""
+    counts = {k: v for k, v in counts.items() if v}
+    if not counts:
+        return
+    try:
+        with store.client().pipeline(transaction=False) as pipe:
+            for name, value in counts.items():
+                pipe.hincrby(KEY, name, value)
+            pipe.execute()
+    except redis.RedisError:
+        log.warning("metrics: could not count %s", sorted(counts))
+
+
+def snapshot() -> dict[tuple[str, tuple[tuple[str, str], ...]], int]:
+    """Every counter: (name, sorted labels) -> value."""
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+    for raw, value in store.client().hgetall(KEY).items():
+        name, labels = parse(raw)
+        out[(name, tuple(sorted(labels.items())))] = int(value)
+    return out
