@@ -76,8 +76,10 @@ def test_history_without_previous_step():
     withdrawn = app("withdrawn", date_realized=None)
     assert names(events(None, withdrawn, LADDER)) == [
         "GCDPapplied", "GCDPaccepted", "GCDPapproved", "GCDPwithdrawn"]
-    off = events(None, app("break_approved", date_realized=None), LADDER)
-    assert names(off) == ["GCDPapplied", "GCDPaccepted", "GCDPapproved"] and off.step == 3
+    # A status outside the ladder now (an approval that broke) emits nothing, even with
+    # its dated history there: no congratulations for a broken approval.
+    off = events(None, app("approval_broken", date_realized=None), LADDER)
+    assert (off.kind, off.events, off.step) == ("unmapped", [], None)
 
 
 def test_since_drops_older_transitions_and_counts_them():
@@ -92,12 +94,33 @@ def test_event_name_uses_display_name_when_configured():
         "GTAapplied"]
 
 
-def test_malformed_applications_raise_with_reason():
-    with pytest.raises(Malformed, match="unknown status"):
-        events(1, app("on_hold_legacy"), LADDER)
-    with pytest.raises(Malformed, match="unknown programme"):
+def test_an_unknown_status_is_unmapped_not_a_failure():
+    for previous in (None, 1):
+        outcome = events(previous, app("on_hold_legacy"), LADDER)
+        assert (outcome.kind, outcome.events, outcome.step) == ("unmapped", [], previous)
+
+
+def test_unusable_applications_raise_with_reason():
+    with pytest.raises(Malformed, match="no known programme"):
         events(1, app("applied", programme="XPX"), LADDER)
-    assert ladder.validate(app("applied", created_at="yesterday"), LADDER) == "invalid created_at"
+    assert ladder.validate(app(""), LADDER) == "no status"
+    assert ladder.validate(app("applied", id=None), LADDER) == "no id"
+    assert ladder.validate(app("applied", opportunity="GV"), LADDER).startswith(
+        "no known programme")
+
+
+def test_a_bad_date_falls_back_with_a_warning_and_no_date_at_all_is_unusable():
+    outcome = events(1, app("accepted", date_matched="yesterday"), LADDER)
+    assert [(e.name, e.timestamp) for e in outcome.events] == [
+        ("GCDPaccepted", to_unix(T["updated_at"]))]
+    assert outcome.warnings == [("date_matched", "not a date-time")]
+    undated = app("accepted", date_matched=None, updated_at="0000-00-00", created_at="?")
+    with pytest.raises(Malformed, match="no valid date"):
+        events(1, undated, LADDER)
+    # Dates outside any plausible range are not used either.
+    far = events(1, app("accepted", date_matched="0001-01-01T00:00:00Z"), LADDER)
+    assert far.events[0].timestamp == to_unix(T["updated_at"])
+    assert far.warnings == [("date_matched", "implausible date-time")]
 
 
 def test_status_table_override():

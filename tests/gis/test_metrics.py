@@ -70,8 +70,10 @@ def test_a_scrape_after_a_scan_shows_what_the_sandbox_recorded(fleet, gis_world,
     assert total(samples, "syncfleet_events_total") == received == run["events_sent"]
     assert total(samples, "syncfleet_records_total", job="gis", kind="person",
                  outcome="synced") == sum(admin.customerio_profiles()["identifies"].values())
-    assert total(samples, "syncfleet_records_total", job="gis", kind="person",
-                 outcome="failed") == run["people_failed"]
+    assert total(samples, "syncfleet_records_total", job="gis", kind="application",
+                 outcome="failed") == run["applications_failed"]
+    assert total(samples, "syncfleet_records_total", job="gis", kind="application",
+                 outcome="skipped") == run.get("moves_unmapped", 0) + run.get("moves_backward", 0)
     assert total(samples, "syncfleet_gis_failed_records", state="retrying") == \
         failed.sizes()["failed"]
     assert total(samples, "syncfleet_runs_total", job="gis") == 1

@@ -8,6 +8,9 @@ from tests.support.gis import (
     WINDOW,
     Truth,
     assert_clean,
+    dob_ok,
+    dropped_fields,
+    email_ok,
     flat,
     now,
     received,
@@ -29,28 +32,28 @@ def test_initial_sync_identifies_everyone_and_sends_only_recent_transitions(
     run = scan(fleet)
     assert run["cold_start"] is True
 
+    # Everyone is identified, a person with a bad field too: the field is dropped (and
+    # named in the summary), the rest of the person is sent.
     profiles = admin.customerio_profiles()["profiles"]
     assert set(profiles) == truth.valid_people()
     for pid in truth.valid_people():
         person, profile = truth.people[pid], profiles[pid]
-        assert profile["email"] == person["email"]
+        assert profile.get("email") == (person["email"] if email_ok(person) else None)
+        assert profile.get("birthday") == (person["dob"] if dob_ok(person) else None)
         assert profile["created_at"] == unix(person["created_at"])
         assert profile["first_name"] == person["first_name"]
         assert profile["home_lc"] == person["home_lc"]["name"]
-        assert profile.get("birthday") == person.get("dob")
         assert None not in profile.values()
-    # Malformed people are reported with id and reason, and kept for retry.
-    bad = truth.in_scope_people() - truth.valid_people()
-    assert bad
-    reported = {e["id"]: e["reason"] for e in run["errors"] if e["kind"] == "person"}
-    home_bad = {pid for pid in bad if truth.people[pid]["home_lc"]["id"] == "1340"}
-    assert home_bad and home_bad <= set(reported)
-    assert all(reported[pid] in ("no email", "invalid email") or
-               reported[pid].startswith("invalid dob") for pid in home_bad)
-    assert {f"person:{pid}" for pid in home_bad} <= set(failed.failing())
-    # A visitor known only through an application: the application carries the reason.
-    app_reasons = " ".join(e["reason"] for e in run["errors"] if e["kind"] == "application")
-    assert all(f"person {pid}:" in app_reasons for pid in bad - home_bad)
+    dropped = {(pid, name) for pid in truth.valid_people()
+               for name in dropped_fields(truth.people[pid])}
+    assert dropped  # the world has people with a bad email or date of birth
+    assert {(w["id"], w["field"]) for w in run["warnings"] if w["kind"] == "person"} == dropped
+    assert run["fields_dropped"] >= len(dropped)
+    # Only unusable records are errors: here applications without a known programme.
+    unusable = {a["id"] for a in truth.apps.values() if not truth.app_usable(a)}
+    assert {e["id"] for e in run["errors"]} == unusable
+    assert all("programme" in e["reason"] for e in run["errors"])
+    assert run.get("people_failed", 0) == 0
 
     sent = flat(received(admin))
     edge = now() - WINDOW
@@ -119,11 +122,10 @@ def test_second_scan_without_changes_sends_nothing_and_reads_only_changes(
     # Only the records changed within the overlap window came back; the records that
     # failed last time wait their turn (a scan interval) before they are read again.
     truth = Truth(admin)
-    home_bad = {pid for pid in truth.in_scope_people() - truth.valid_people()
-                if truth.people[pid]["home_lc"]["id"] == "1340"}
-    assert run.get("people_failed", 0) <= len(home_bad)
+    assert run.get("people_failed", 0) == 0
     assert run["people_seen"] < len(truth.valid_people()) / 2
-    assert {f"person:{pid}" for pid in home_bad} <= set(failed.failing())
+    unusable = {a["id"] for a in truth.apps.values() if not truth.app_usable(a)}
+    assert {f"application:{aid}" for aid in unusable} == set(failed.failing())
     assert_clean(admin)
 
 
@@ -218,9 +220,8 @@ def test_429_and_5xx_are_retried_until_everything_arrives(fleet, gis_world):
     assert early == []
     assert stats["early_after_429"]["customerio"] <= 3
     assert stats["ignored_retry_after"]["customerio"] == 0  # the sandbox's own > 100 ms
-    home_bad = {pid for pid in truth.in_scope_people() - truth.valid_people()
-                if truth.people[pid]["home_lc"]["id"] == "1340"}
-    assert run["people_failed"] == len(home_bad)  # retries counted nothing twice
+    unusable = {a["id"] for a in truth.apps.values() if not truth.app_usable(a)}
+    assert run["applications_failed"] == len(unusable)  # retries counted nothing twice
 
 
 def test_gis_401_stops_the_scan_with_the_credential_named_and_no_retries(

@@ -29,15 +29,26 @@ def unix(value: str) -> int:
     return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
 
 
-def person_ok(person: dict[str, Any]) -> bool:
-    if not person.get("email"):
+def email_ok(person: dict[str, Any]) -> bool:
+    email = person.get("email")
+    return bool(email) and "@" in email and "." in email.split("@")[-1] and " " not in email
+
+
+def dob_ok(person: dict[str, Any]) -> bool:
+    try:
+        return date.fromisoformat((person.get("dob") or "")[:10]).year >= 1900
+    except (TypeError, ValueError):
         return False
-    if person.get("dob"):
-        try:
-            date.fromisoformat(person["dob"])
-        except ValueError:
-            return False
-    return True
+
+
+def dropped_fields(person: dict[str, Any]) -> set[str]:
+    """The GIS fields of a person the fleet must drop, with a warning."""
+    out = set()
+    if person.get("email") and not email_ok(person):
+        out.add("email")
+    if person.get("dob") and not dob_ok(person):
+        out.add("dob")
+    return out
 
 
 class Truth:
@@ -54,12 +65,17 @@ class Truth:
         return home | {a["person_id"] for a in self.apps.values()}
 
     def valid_people(self) -> set[str]:
-        return {pid for pid in self.in_scope_people() if person_ok(self.people[pid])}
+        """Every person in scope: each has an id, so each is identified (a bad field is
+        dropped, the rest sent)."""
+        return self.in_scope_people()
+
+    def app_usable(self, app: dict[str, Any]) -> bool:
+        return app["opportunity"]["programme"]["short_name"].upper() in PROGRAMMES
 
     def app_ok(self, app: dict[str, Any]) -> bool:
-        return (app["status"] in TABLE or app["status"] in OFF_LADDER) and \
-            app["opportunity"]["programme"]["short_name"].upper() in PROGRAMMES and \
-            person_ok(self.people[app["person_id"]])
+        """Usable, and on the ladder now (a status outside it emits nothing, however its
+        history got there)."""
+        return self.app_usable(app) and app["status"] in TABLE
 
     def history_events(self, app: dict[str, Any]) -> list[tuple[str, str, int]]:
         """(application id, event name, timestamp) of every transition, in order."""

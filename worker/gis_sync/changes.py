@@ -46,9 +46,11 @@ def bundles(people: list[dict[str, Any]], applications: list[dict[str, Any]], si
     """Chunks of about `size` records, a person's applications beside the person."""
     by_person: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     for p in people:
-        by_person.setdefault(str(p.get("id")), ([], []))[0].append(p)
+        key = str(p.get("id")) if isinstance(p, dict) else f"?{id(p)}"
+        by_person.setdefault(key, ([], []))[0].append(p)
     for a in applications:
-        by_person.setdefault(person_of(a) or f"?{a.get('id')}", ([], []))[1].append(a)
+        owner = person_of(a) if isinstance(a, dict) else None
+        by_person.setdefault(owner or f"?{id(a)}", ([], []))[1].append(a)
     chunks: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
     current: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
     for ps, apps in by_person.values():

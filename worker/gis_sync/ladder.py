@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -46,6 +47,9 @@ KNOWN_PROGRAMMES = frozenset({"GV", "GTA", "GTE", "GCDP", "GIP", "GE", "TMP", "T
 
 # Where a step's time falls back to when its own field is empty.
 FALLBACK_FIELD = "updated_at"
+# Event times outside these bounds are not dates GIS meant (nor ones a ULID can hold).
+EARLIEST = 315532800  # 1980-01-01
+FUTURE_SLACK = 366 * 86400
 
 
 class Malformed(ValueError):
@@ -58,9 +62,9 @@ class Ladder:
     name_field: str = "short_name"
 
     def rung(self, status: str) -> tuple[int, str, str] | None:
-        if status not in self.table:
-            raise Malformed(f"unknown status {status!r}")
-        return self.table[status]
+        """The status's rung; None for a status outside the ladder (known or not): it
+        emits nothing and is counted as unmapped, never as a failure."""
+        return self.table.get(status)
 
     def steps(self) -> dict[int, tuple[str, str]]:
         """Positive step -> (event type, timestamp field), first status wins."""
@@ -108,6 +112,7 @@ class Outcome:
     step: int | None  # the step to remember after the events are accepted
     events: list[Event] = field(default_factory=list)
     skipped: int = 0  # events dated before `since` (cold-start window, backfill range)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (field, reason)
 
 
 def to_unix(value: str | None) -> int | None:
@@ -124,7 +129,10 @@ def to_unix(value: str | None) -> int | None:
             return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp())
+    try:
+        return int(parsed.timestamp())
+    except (OverflowError, ValueError, OSError):  # year 1 in a far time zone, say
+        return None
 
 
 def event_id(application_id: str, name: str, timestamp: int) -> str:
@@ -135,31 +143,39 @@ def event_id(application_id: str, name: str, timestamp: int) -> str:
     return str(ULID.from_bytes(ms.to_bytes(6, "big") + digest[:10]))
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def programme_name(application: dict[str, Any], name_field: str) -> str:
-    programme = (application.get("opportunity") or {}).get("programme") or {}
-    short = str(programme.get("short_name") or "").strip().upper()
+    """The event names' prefix (GV, GTE, ...); Malformed without a known programme."""
+    programme = _object(_object(application.get("opportunity")).get("programme"))
+    short = programme.get("short_name")
+    short = short.strip().upper() if isinstance(short, str) else ""
     if short not in KNOWN_PROGRAMMES:
-        raise Malformed(f"unknown programme {programme.get('short_name') or programme.get('id')!r}")
-    name = programme.get(name_field) or short
-    return str(name).strip().upper()
+        raise Malformed(f"no known programme ({str(short or programme.get('id'))[:40]!r})")
+    name = programme.get(name_field)
+    return (name.strip().upper() if isinstance(name, str) and name.strip() else short)
 
 
 def status_of(application: dict[str, Any]) -> str:
     status = application.get("status") or application.get("current_status")
-    if not status:
+    if not isinstance(status, str) or not status.strip():
         raise Malformed("no status")
-    return str(status)
+    return status.strip()
 
 
-def validate(application: dict[str, Any], ladder: Ladder) -> str | None:
-    """The reason this application cannot be synced, or None."""
+def validate(application: Any, ladder: Ladder) -> str | None:
+    """The reason this application is unusable (no id, no known programme, no status),
+    or None. A status outside the ladder is usable: it emits nothing."""
     try:
-        if not application.get("id"):
+        if not isinstance(application, dict):
+            raise Malformed("not a record")
+        if application.get("id") in (None, "") or isinstance(application.get("id"),
+                                                               dict | list | bool):
             raise Malformed("no id")
         programme_name(application, ladder.name_field)
-        ladder.rung(status_of(application))
-        if to_unix(application.get("created_at")) is None:
-            raise Malformed("invalid created_at")
+        status_of(application)
     except Malformed as exc:
         return str(exc)
     return None
@@ -180,18 +196,18 @@ def events(previous_step: int | None, application: dict[str, Any], ladder: Ladde
     if reason:
         raise Malformed(reason)
     rung = ladder.rung(status_of(application))
+    if rung is None:  # outside the ladder: nothing, also with no history known
+        return Outcome(kind="unmapped", step=previous_step)
     if previous_step is None:
         kind, steps, final = _history(application, rung, ladder)
-        next_step = rung[0] if rung else _highest_dated(application, ladder)
     else:
         kind, steps, final = _move(previous_step, rung, ladder)
-        next_step = previous_step if rung is None else rung[0]
-    transitions = [(kind_, _time(application, ts_field)) for kind_, ts_field in steps]
+    outcome = Outcome(kind=kind, step=rung[0])
     if final:
-        transitions.append((final[0], _time(application, final[1])))
-    outcome = Outcome(kind=kind, step=next_step)
+        steps = [*steps, final]
     prefix = programme_name(application, ladder.name_field)
-    for event_type, timestamp in transitions:
+    for event_type, ts_field in steps:
+        timestamp = _time(application, ts_field, outcome)
         if since is not None and timestamp < since:
             outcome.skipped += 1
             continue
@@ -202,24 +218,25 @@ def events(previous_step: int | None, application: dict[str, Any], ladder: Ladde
 Steps = list[tuple[str, str]]
 
 
-def _history(application: dict[str, Any], rung: tuple[int, str, str] | None,
+def _history(application: dict[str, Any], rung: tuple[int, str, str],
              ladder: Ladder) -> tuple[str, Steps, tuple[str, str] | None]:
-    if rung and rung[0] > 0:
+    if rung[0] > 0:
         upto = rung[0]
         return "history", [v for s, v in ladder.steps().items() if s <= upto], None
-    # Negative or unmapped now: the steps the record has dates for (the last step is
-    # terminal, and its date field may hold a planned end: never inferred from a date).
-    dated = [v for s, v in _before_last(ladder) if s == 1 or application.get(v[1])]
-    final = (rung[1], rung[2]) if rung else None
-    return "history", dated, final
+    # Withdrawn or rejected now: the steps the record has dates for (the last step is
+    # terminal, and its date field may hold a planned end: never inferred from a date),
+    # then the withdrawal or rejection.
+    dated = [v for s, v in _before_last(ladder)
+             if s == 1 or to_unix_or_none(application.get(v[1])) is not None]
+    return "history", dated, (rung[1], rung[2])
+
+
+def to_unix_or_none(value: Any) -> int | None:
+    return to_unix(value) if isinstance(value, str) else None
 
 
 def _before_last(ladder: Ladder) -> list[tuple[int, tuple[str, str]]]:
     return list(ladder.steps().items())[:-1]
-
-
-def _highest_dated(application: dict[str, Any], ladder: Ladder) -> int:
-    return max([s for s, v in _before_last(ladder) if s == 1 or application.get(v[1])])
 
 
 def _move(previous: int, rung: tuple[int, str, str] | None,
@@ -237,20 +254,28 @@ def _move(previous: int, rung: tuple[int, str, str] | None,
     return "forward", [v for s, v in ladder.steps().items() if start < s <= step], None
 
 
-def _time(application: dict[str, Any], ts_field: str) -> int:
-    value = to_unix(application.get(ts_field))
-    if value is None:
-        value = to_unix(application.get(FALLBACK_FIELD)) or to_unix(application["created_at"])
-    assert value is not None  # validate() checked created_at
-    return value
+def _time(application: dict[str, Any], ts_field: str, outcome: Outcome) -> int:
+    """The transition's time: its own field, else updated_at, else created_at. A field
+    that holds something other than a date is named in a warning; no date at all makes
+    the event, and so the application, unusable."""
+    latest = time.time() + FUTURE_SLACK
+    for name in dict.fromkeys((ts_field, FALLBACK_FIELD, "created_at")):
+        raw = application.get(name)
+        value = to_unix_or_none(raw)
+        if value is not None and EARLIEST <= value <= latest:
+            return value
+        problem = "not a date-time" if value is None else "implausible date-time"
+        if raw not in (None, "") and (name, problem) not in outcome.warnings:
+            outcome.warnings.append((name, problem))
+    raise Malformed(f"no valid date for its {ts_field} event")
 
 
 def _event(application: dict[str, Any], prefix: str, event_type: str,
            timestamp: int) -> Event:
     app_id = str(application["id"])
     name = f"{prefix}{event_type}"
-    opportunity = application.get("opportunity") or {}
+    opportunity = _object(application.get("opportunity"))
     data: dict[str, Any] = {"application_id": app_id, "programme": prefix}
-    if opportunity.get("id") is not None:
+    if isinstance(opportunity.get("id"), str | int) and not isinstance(opportunity["id"], bool):
         data["opportunity_id"] = str(opportunity["id"])
     return Event(name=name, timestamp=timestamp, id=event_id(app_id, name, timestamp), data=data)

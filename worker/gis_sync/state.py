@@ -13,7 +13,9 @@
     sf:gis:run:{id}            a scan's or backfill's run record and counters
                                (`worker.runs`; expires after RUN_TTL)
     sf:gis:run:{id}:summary    its summary, written once (`worker.runs`)
-    sf:gis:run:{id}:errors     list: the first 100 failed records of the run
+    sf:gis:run:{id}:errors     set: the records the run could not sync (JSON: kind, id,
+                               reason), each once, at most NOTES_KEPT
+    sf:gis:run:{id}:warnings   set: the fields it dropped (kind, id, field, reason)
     sf:gis:run:{id}:walk:{s}   hash (JSON values): stream s's walk: cursor, pages, newest
                                updated_at handed over, done, moves_marks, holds_lock;
                                the "retries" walk: names (kind:id) and offset
@@ -32,6 +34,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,6 +46,7 @@ from worker.clients.gis import Cursor
 log = logging.getLogger(__name__)
 
 RUN_TTL = 7 * 86400
+NOTES_KEPT = 1000  # errors and warnings named in a run's summary (their counts are exact)
 # A run none of whose tasks has done anything for this long lost a message: a later scan
 # closes it as incomplete. Longer than any retry, park or redelivery of a run's task.
 STALE_AFTER = 3600
@@ -150,13 +154,24 @@ def count(run_id: str | None, counters: dict[str, int]) -> None:
         runs.count(JOB, run_id, counters)
 
 
-def add_run_errors(run_id: str | None, errors: list[dict[str, Any]], keep: int = 100) -> None:
-    if not run_id or not errors:
+def add_run_notes(run_id: str | None, errors: list[dict[str, Any]],
+                  warnings: list[dict[str, Any]]) -> None:
+    """The records this run rejected and the fields it dropped, each named once (sets:
+    a record handled twice in a run is named once), at most NOTES_KEPT of each."""
+    if not run_id:
         return
-    key = runs.key(JOB, run_id, "errors")
-    r().rpush(key, *[json.dumps(e) for e in errors])
-    r().ltrim(key, 0, keep - 1)
-    r().expire(key, RUN_TTL)
+    for name, notes in (("errors", errors), ("warnings", warnings)):
+        key = runs.key(JOB, run_id, name)
+        if notes and r().scard(key) < NOTES_KEPT:
+            with r().pipeline(transaction=False) as pipe:
+                pipe.sadd(key, *[json.dumps(n, sort_keys=True) for n in notes])
+                pipe.expire(key, RUN_TTL)
+                pipe.execute()
+
+
+def run_notes(run_id: str, name: str) -> list[dict[str, Any]]:
+    return sorted((json.loads(n) for n in r().smembers(runs.key(JOB, run_id, name))),
+                  key=lambda n: (n.get("kind", ""), n.get("id", ""), n.get("field", "")))
 
 
 def halt(run_id: str | None, reason: str) -> None:
@@ -174,16 +189,19 @@ def finish_run(run_id: str, keep: int, incomplete: bool = False, **extra: Any
     None if it was written already (the chord body may be delivered twice)."""
     r().zrem(OPEN_RUNS, run_id)
     record = runs.get(JOB, run_id) or {"run_id": run_id, "job": JOB}
-    errors = [json.loads(e) for e in r().lrange(runs.key(JOB, run_id, "errors"), 0, -1)]
+    errors, warnings = run_notes(run_id, "errors"), run_notes(run_id, "warnings")
     failed = record.get("people_failed", 0) + record.get("applications_failed", 0)
     status = runs.INCOMPLETE if incomplete else runs.status_of(halted(run_id), failed)
-    summary = {**record, "status": status, "errors": errors, "finished_at": runs.iso(),
-               **extra}
+    summary = {**record, "status": status, "errors": errors, "warnings": warnings,
+               "warnings_by_field": dict(Counter(f"{w['kind']}.{w['field']}"
+                                                 for w in warnings)),
+               "finished_at": runs.iso(), **extra}
+    # Before the summary: whoever sees the summary sees the success too.
+    if summary.get("kind") == "scan" and status in (runs.FINISHED, runs.FINISHED_WITH_ERRORS):
+        r().set(LAST_SUCCESS, time.time())
     if not runs.finish(JOB, run_id, summary, ttl=RUN_TTL):
         return None
     runs.forget_beyond(JOB, keep)
-    if summary.get("kind") == "scan" and status in (runs.FINISHED, runs.FINISHED_WITH_ERRORS):
-        r().set(LAST_SUCCESS, time.time())
     return summary
 
 

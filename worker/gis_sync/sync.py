@@ -58,6 +58,7 @@ class Plan:
     owner: dict[str, str] = field(default_factory=dict)  # aid -> pid
     steps: dict[str, int] = field(default_factory=dict)  # aid -> step to remember
     failures: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)  # fields dropped
     counts: dict[str, int] = field(default_factory=dict)
     people_seen: set[str] = field(default_factory=set)  # ids given as person records
     sent_names: Counter[str] = field(default_factory=Counter)  # event name -> sent
@@ -65,50 +66,67 @@ class Plan:
     def add(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
 
-    def fail(self, kind: str, record: dict[str, Any], reason: str) -> None:
-        self.failures.append({"kind": kind, "id": str(record.get("id")), "reason": reason,
-                              "record": record})
+    def fail(self, kind: str, record_id: str, reason: str) -> None:
+        self.failures.append({"kind": kind, "id": record_id, "reason": reason})
         self.add(f"{'people' if kind == 'person' else 'applications'}_failed")
+
+    def warn(self, kind: str, record_id: str, problems: list[tuple[str, str]]) -> None:
+        self.warnings += [{"kind": kind, "id": record_id, "field": name, "reason": reason}
+                          for name, reason in problems]
+        self.add("fields_dropped", len(problems))
+
+
+def _id(record: Any) -> str:
+    """A record's id for messages, whatever shape the record has."""
+    return str(record.get("id")) if isinstance(record, dict) else f"<{type(record).__name__}>"
 
 
 def plan(people: list[dict[str, Any]], applications: list[dict[str, Any]], job: Job
          ) -> Plan:
     """Everything to send and to remember, from the records and the state (pure reads)."""
     out = Plan()
-    embedded = {person_of(a): a.get("person") for a in applications if a.get("person")}
-    known = state.sent([str(p.get("id")) for p in people] + [k for k in embedded if k])
+    embedded = [person_of(a) for a in applications if isinstance(a, dict)]
+    known = state.sent([_id(p) for p in people] + [k for k in embedded if k])
     for person in people:
         out.add("people_seen")
-        out.people_seen.add(str(person.get("id")))
-        _plan_person(person, known.get(str(person.get("id"))), job, out)
+        _plan_person(person, known.get(_id(person)), job, out)
     ladder = ladder_from(job.settings)
-    previous = state.steps([str(a.get("id")) for a in applications])
+    previous = state.steps([_id(a) for a in applications])
     for application in applications:
         out.add("applications_seen")
-        _plan_application(application, previous.get(str(application.get("id"))),
-                          known, ladder, job, out)
+        _plan_application(application, previous.get(_id(application)), known, ladder,
+                          job, out)
     return out
 
 
-def _plan_person(person: dict[str, Any], known: dict[str, str] | None, job: Job,
-                 out: Plan) -> None:
+def _plan_person(person: Any, known: dict[str, str] | None, job: Job, out: Plan) -> None:
     try:
-        attributes = mapping.attributes(person)
-    except Malformed as exc:
-        out.fail("person", person, str(exc))
+        mapped = mapping.map_person(person)
+    except Malformed as exc:  # no usable id: nothing can be sent for this person
+        out.fail("person", _id(person), str(exc))
         return
-    pid = str(person["id"])
-    if known is None:
-        payload = {**attributes, **mapping.first_identify(person)}
-    elif job.mode == BACKFILL:  # a manual re-sync re-sends what we think is current
-        payload = attributes
-    else:
-        payload = changed(attributes, known)
-    if not payload:
+    out.people_seen.add(mapped.id)
+    out.warn("person", mapped.id, mapped.warnings)
+    if not _identify(mapped, known, job.mode == BACKFILL, out):
         out.add("people_unchanged")
-        return
-    out.identifies[pid] = payload
-    out.digests[pid] = state.digests(attributes)
+
+
+def _identify(mapped: mapping.MappedPerson, known: dict[str, str] | None, resend: bool,
+              out: Plan) -> bool:
+    """Plan the identify a person needs: all of it the first time (with the
+    first-identify attributes), else what changed (everything again in a backfill).
+    False when nothing needs sending."""
+    if known is None:
+        payload = {**mapped.attributes, **mapped.first}
+    elif resend:  # a manual re-sync re-sends what we think is current
+        payload = dict(mapped.attributes)
+    else:
+        payload = changed(mapped.attributes, known)
+    if not payload:
+        return False
+    out.identifies[mapped.id] = payload
+    out.digests[mapped.id] = state.digests(mapped.attributes)
+    return True
 
 
 def changed(attributes: dict[str, Any], known: dict[str, str]) -> dict[str, Any]:
@@ -116,13 +134,10 @@ def changed(attributes: dict[str, Any], known: dict[str, str]) -> dict[str, Any]
     return {k: v for k, v in attributes.items() if known.get(k) != state.digest(v)}
 
 
-def _plan_application(application: dict[str, Any], previous: int | None,
+def _plan_application(application: Any, previous: int | None,
                       known: dict[str, dict[str, str] | None], ladder: Ladder, job: Job,
                       out: Plan) -> None:
-    aid, pid = str(application.get("id")), person_of(application)
-    if not pid:
-        out.fail("application", application, "no person")
-        return
+    aid = _id(application)
     if job.mode == BACKFILL:
         previous, since = None, job.since
     else:  # nothing known about it (first run, Redis lost): only recent transitions
@@ -130,40 +145,46 @@ def _plan_application(application: dict[str, Any], previous: int | None,
             job.now - job.settings.cold_start_event_window)
     try:
         outcome = ladder_mod.events(previous, application, ladder, since)
+        pid = _person_ready(application, known, job, out)
     except Malformed as exc:
-        out.fail("application", application, str(exc))
+        out.fail("application", aid, str(exc))
         return
-    if pid in out.people_seen:
-        if pid not in out.identifies and known.get(pid) is None:  # its record was refused
-            why = next((f["reason"] for f in out.failures
-                        if f["kind"] == "person" and f["id"] == pid), "not identified")
-            out.fail("application", application, f"person {pid}: {why}")
-            return
-    elif pid not in out.identifies:
-        # Never an event before its person exists in customer.io: identify (or update)
-        # from the person GIS embeds in the application; people of other LCs, whom no
-        # people query returns, arrive and change this way.
-        person = application.get("person") or {"id": pid}
-        reason = mapping.validate(person)
-        if reason:
-            out.fail("application", application, f"person {pid}: {reason}")
-            return
-        attributes = mapping.attributes(person)
-        previous_digests = known.get(pid)
-        if previous_digests is None:
-            out.identifies[pid] = {**attributes, **mapping.first_identify(person)}
-            out.add("people_identified_from_applications")
-        elif payload := changed(attributes, previous_digests):
-            out.identifies[pid] = payload
-            out.add("people_updated_from_applications")
-        if pid in out.identifies:
-            out.digests[pid] = state.digests(attributes)
+    out.warn("application", aid, outcome.warnings)
     out.add(f"moves_{outcome.kind}")
     out.add("events_skipped", outcome.skipped)
     out.owner[aid] = pid
     out.events[aid] = [e.as_dict() for e in outcome.events]
     if outcome.step is not None:
         out.steps[aid] = outcome.step
+
+
+def _person_ready(application: dict[str, Any], known: dict[str, dict[str, str] | None],
+                  job: Job, out: Plan) -> str:
+    """The id of the application's person, identified before any of its events: from
+    the person record of this batch, else from the person GIS embeds in the
+    application (people of other LCs, whom no people query returns, arrive and change
+    this way). Malformed when the person cannot be identified."""
+    pid = person_of(application)
+    if not pid:
+        raise Malformed("no person")
+    if pid in out.people_seen:
+        if pid not in out.identifies and known.get(pid) is None:  # its identify failed
+            why = next((f["reason"] for f in out.failures
+                        if f["kind"] == "person" and f["id"] == pid), "not identified")
+            raise Malformed(f"person {pid}: {why}")
+        return pid
+    if pid in out.identifies:
+        return pid
+    embedded = application.get("person")
+    try:
+        mapped = mapping.map_person(embedded if isinstance(embedded, dict) else {"id": pid})
+    except Malformed as exc:
+        raise Malformed(f"person {pid}: {exc}") from None
+    out.warn("person", pid, mapped.warnings)
+    if _identify(mapped, known.get(pid), False, out):
+        out.add("people_identified_from_applications" if known.get(pid) is None
+                else "people_updated_from_applications")
+    return pid
 
 
 def sync_records(people: list[dict[str, Any]], applications: list[dict[str, Any]],
@@ -221,7 +242,7 @@ def _send_identifies(cio: CustomerIo, work: Plan, job: Job) -> set[str]:
             except ClientError as exc:
                 refused[pid] = str(exc)
     for pid, reason in refused.items():
-        work.fail("person", {"id": pid}, f"customer.io refused identify: {reason}")
+        work.fail("person", pid, f"customer.io refused identify: {reason}")
     work.add("people_updated", len(pids) - len(refused))
     return set(refused)
 
@@ -248,7 +269,7 @@ def _send_events(cio: CustomerIo, work: Plan, failed_people: set[str], job: Job
             except ClientError as exc:
                 refused[aid] = str(exc)
     for aid, reason in refused.items():
-        work.fail("application", {"id": aid}, f"customer.io refused event: {reason}")
+        work.fail("application", aid, f"customer.io refused event: {reason}")
     work.sent_names.update(e["name"] for aid, e in ready if aid not in refused)
     work.add("events_sent", sum(work.sent_names.values()))
     return set(refused)
@@ -273,8 +294,7 @@ def _count_into_run(work: Plan, job: Job) -> None:
     """The run's counters and error list get this task's share; the fleet's metrics
     too (what was really sent: not in a dry run)."""
     state.count(job.run_id, work.counts)
-    state.add_run_errors(job.run_id, [{"kind": f["kind"], "id": f["id"], "reason": f["reason"]}
-                                      for f in work.failures])
+    state.add_run_notes(job.run_id, work.failures, work.warnings)
     if not job.dry_run:
         metrics.add_many(record_metrics(work.counts, work.sent_names))
 
