@@ -23,6 +23,10 @@ _transport = {
     "unacked_mutex_expire": 30,
 }
 
+if _settings.redis_key_prefix != "sf":
+    # A second fleet on the same Redis: its queues and results apart from the first's.
+    _transport["global_keyprefix"] = f"{_settings.redis_key_prefix}:celery:"
+
 broker_url = _settings.redis_url
 result_backend = _settings.redis_url
 broker_transport_options = _transport

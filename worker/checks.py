@@ -34,7 +34,7 @@ class Check:
 # name -> (credential variables, base URL variable, the one cheap call)
 APIS: dict[str, tuple[tuple[str, ...], str, Callable[[Settings], None]]] = {
     "gis": (("GIS_ACCESS_TOKEN", "GIS_HOME_LC_ID"), "GIS_API_URL",
-            lambda s: GisClient(s).check(int(s.gis_home_lc_id or 0))),
+            lambda s: GisClient(s).check(s.gis_lcs[0])),
     "customerio": (("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY"), "CUSTOMERIO_TRACK_URL",
                    lambda s: CustomerIo(s).check()),
     "segment": (("SEGMENT_ACCESS_TOKEN", "SEGMENT_SPACE_ID"), "SEGMENT_PROFILES_URL",

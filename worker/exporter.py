@@ -22,6 +22,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from worker import metrics, parking, runs, store
 from worker.gis_sync import failed as gis_failed
+from worker.gis_sync import run_state as gis_runs
 from worker.gis_sync import state as gis_state
 from worker.gis_sync.ladder import to_unix
 from worker.segment_migration import state as segment_state
@@ -70,15 +71,22 @@ def counters(snapshot: dict[tuple[str, tuple[tuple[str, str], ...]], int]
 
 
 def gis_gauges(now: float) -> Iterator[Metric]:
-    last = gis_state.last_success()
-    if last is not None:
-        yield _gauge("gis_last_success_timestamp_seconds",
-                     "When the last GIS scan finished without a halt (Unix seconds)", last)
-    marks = [ts for ts in (to_unix(m) for m in gis_state.marks().values()) if ts]
-    if marks:
-        yield _gauge("gis_scan_lag_seconds",
-                     "Now minus the oldest high-water mark of the GIS lists", now - min(marks))
-    sizes = gis_failed.sizes()
+    scopes = gis_state.scopes(get_settings())
+    last = GaugeMetricFamily(PREFIX + "gis_last_success_timestamp_seconds",
+                             "When the LC's last GIS scan finished without a halt (Unix s)",
+                             labels=["lc"])
+    lag = GaugeMetricFamily(PREFIX + "gis_scan_lag_seconds",
+                            "Now minus the LC's oldest high-water mark", labels=["lc"])
+    for scope in scopes:
+        success = gis_state.last_success(scope)
+        if success is not None:
+            last.add_metric([str(scope.lc)], success)
+        marks = [ts for ts in (to_unix(m) for m in gis_state.marks(scope).values()) if ts]
+        if marks:
+            lag.add_metric([str(scope.lc)], now - min(marks))
+    yield last
+    yield lag
+    sizes = gis_failed.sizes(gis_state.workspace(get_settings()))
     family = GaugeMetricFamily(PREFIX + "gis_failed_records",
                                "GIS records failing (retried) or dead (given up)",
                                labels=["state"])
@@ -88,7 +96,7 @@ def gis_gauges(now: float) -> Iterator[Metric]:
     halted = GaugeMetricFamily(PREFIX + "run_halted",
                                "1 when the job's latest run was halted (a 401)",
                                labels=["job"])
-    for job in (gis_state.JOB, segment_state.JOB):
+    for job in (gis_runs.JOB, segment_state.JOB):
         latest = runs.recent(1, job=job)
         halted.add_metric([job], float(bool(latest) and latest[0].get("status") == runs.HALTED))
     yield halted

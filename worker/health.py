@@ -16,6 +16,7 @@ import redis
 
 from worker import runs, store
 from worker.gis_sync import failed as gis_failed
+from worker.gis_sync import run_state as gis_runs
 from worker.gis_sync import state as gis_state
 from worker.segment_migration import state as segment_state
 from worker.settings import Settings
@@ -52,7 +53,7 @@ def verdict(settings: Settings, now: float | None = None) -> Verdict:
 
 def _halted_runs() -> list[str]:
     out = []
-    for job in (gis_state.JOB, segment_state.JOB):
+    for job in (gis_runs.JOB, segment_state.JOB):
         latest = runs.recent(1, job=job)
         if latest and latest[0].get("status") == runs.HALTED:
             out.append(f"the last {job} run ({latest[0]['run_id']}) was halted: "
@@ -61,7 +62,7 @@ def _halted_runs() -> list[str]:
 
 
 def _failed_records(settings: Settings, details: dict[str, object]) -> list[str]:
-    failing = gis_failed.sizes()["failed"]
+    failing = gis_failed.sizes(gis_state.workspace(settings))["failed"]
     details["failed records"] = failing
     if failing > settings.health_max_failed:
         return [f"{failing} GIS records are failing (more than HEALTH_MAX_FAILED = "
@@ -70,14 +71,19 @@ def _failed_records(settings: Settings, details: dict[str, object]) -> list[str]
 
 
 def _gis_freshness(settings: Settings, now: float, details: dict[str, object]) -> list[str]:
+    """Each LC's last successful scan is recent enough."""
     limit = STALE_SCANS * settings.gis_scan_interval
-    last = gis_state.last_success()
-    if last is None:
-        return [f"no GIS scan has finished yet (beat sends one every "
-                f"GIS_SCAN_INTERVAL = {settings.gis_scan_interval}s)"]
-    age = now - last
-    details["last GIS scan"] = f"{age:.0f}s ago"
-    if age > limit:
-        return [f"the last successful GIS scan finished {age:.0f}s ago, more than "
-                f"{STALE_SCANS} x GIS_SCAN_INTERVAL = {limit}s: is beat running?"]
-    return []
+    problems = []
+    for scope in gis_state.scopes(settings):
+        last = gis_state.last_success(scope)
+        if last is None:
+            problems.append(f"no GIS scan of LC {scope.lc} has finished yet (beat sends "
+                            f"one every GIS_SCAN_INTERVAL = {settings.gis_scan_interval}s)")
+            continue
+        age = now - last
+        details[f"last GIS scan of LC {scope.lc}"] = f"{age:.0f}s ago"
+        if age > limit:
+            problems.append(f"the last successful GIS scan of LC {scope.lc} finished "
+                            f"{age:.0f}s ago, more than {STALE_SCANS} x GIS_SCAN_INTERVAL "
+                            f"= {limit}s: is beat running?")
+    return problems

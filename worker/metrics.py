@@ -30,7 +30,6 @@ from worker import store
 
 log = logging.getLogger(__name__)
 
-KEY = store.key("metrics")
 
 
 def field(name: str, labels: dict[str, Any]) -> str:
@@ -58,7 +57,7 @@ def add_many(counts: Counter[str] | dict[str, int]) -> None:
     try:
         with store.client().pipeline(transaction=False) as pipe:
             for name, value in counts.items():
-                pipe.hincrby(KEY, name, value)
+                pipe.hincrby(store.key("metrics"), name, value)
             pipe.execute()
     except redis.RedisError:
         log.warning("metrics: could not count %s", sorted(counts))
@@ -67,7 +66,7 @@ def add_many(counts: Counter[str] | dict[str, int]) -> None:
 def snapshot() -> dict[tuple[str, tuple[tuple[str, str], ...]], int]:
     """Every counter: (name, sorted labels) -> value."""
     out: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
-    for raw, value in store.client().hgetall(KEY).items():
+    for raw, value in store.client().hgetall(store.key("metrics")).items():
         name, labels = parse(raw)
         out[(name, tuple(sorted(labels.items())))] = int(value)
     return out

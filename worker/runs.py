@@ -38,7 +38,10 @@ HALTED = "halted"
 INCOMPLETE = "incomplete"
 ENDED = (FINISHED, FINISHED_WITH_ERRORS, HALTED, INCOMPLETE)
 
-INDEX = store.key("runs")
+
+
+def _index() -> str:
+    return store.key("runs")
 
 
 def iso(ts: float | None = None) -> str:
@@ -69,7 +72,7 @@ def start(job: str, run_id: str, kind: str, /, ttl: int | None = None, **fields:
            started_ts=started, **fields)
     if ttl:
         r.expire(key(job, run_id), ttl)
-    r.zadd(INDEX, {f"{job}:{run_id}": started})
+    r.zadd(_index(), {f"{job}:{run_id}": started})
     return True
 
 
@@ -135,7 +138,7 @@ def recent(n: int = 10, job: str | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     start_at = 0
     while len(out) < n:
-        names = r.zrevrange(INDEX, start_at, start_at + 4 * n - 1)
+        names = r.zrevrange(_index(), start_at, start_at + 4 * n - 1)
         if not names:
             break
         start_at += len(names)
@@ -145,7 +148,7 @@ def recent(n: int = 10, job: str | None = None) -> list[dict[str, Any]]:
                 continue
             found = summary(run_job, run_id) or get(run_job, run_id)
             if found is None:
-                r.zrem(INDEX, name)
+                r.zrem(_index(), name)
                 continue
             out.append({"job": run_job, **found})
             if len(out) == n:
@@ -155,6 +158,6 @@ def recent(n: int = 10, job: str | None = None) -> list[dict[str, Any]]:
 
 def forget_beyond(job: str, keep: int) -> None:
     """Keep the `keep` newest runs of `job` in the index (their keys expire by TTL)."""
-    names = [n for n in _r().zrevrange(INDEX, 0, -1) if n.startswith(f"{job}:")]
+    names = [n for n in _r().zrevrange(_index(), 0, -1) if n.startswith(f"{job}:")]
     if len(names) > keep:
-        _r().zrem(INDEX, *names[keep:])
+        _r().zrem(_index(), *names[keep:])

@@ -11,7 +11,7 @@ import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Where a user finds each credential; shown when one is missing.
@@ -30,7 +30,7 @@ WHERE_TO_GET: dict[str, str] = {
     "GIS_ACCESS_TOKEN": "log in to https://expa.aiesec.org and copy the access_token "
     "(or use an API token from your MC's IM team)",
     "GIS_HOME_LC_ID": "the id of your local committee in EXPA (the number in the "
-    "committee's URL, e.g. expa.aiesec.org/committees/1340)",
+    "committee's URL, e.g. expa.aiesec.org/committees/1340); several LCs: 1340,1341",
 }
 
 SECRET_FIELDS = (
@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     # The fleet
     redis_url: str = "redis://localhost:6379/0"
+    redis_key_prefix: str = Field("sf", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$",
+                                  description="first part of every key the fleet writes; "
+                                  "two fleets sharing one Redis use two prefixes")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["logfmt", "json"] = "logfmt"
     dry_run: bool = False
@@ -115,7 +118,8 @@ class Settings(BaseSettings):
     gis_refresh_token: SecretStr | None = None
     gis_client_id: str | None = None
     gis_client_secret: SecretStr | None = None
-    gis_home_lc_id: int | None = None
+    gis_home_lc_id: str | None = Field(None, pattern=r"^\s*\d+\s*(,\s*\d+\s*)*$",
+                                       description="an LC id, or several: 1340,1341")
     gis_scan_interval: int = Field(300, gt=0)
     gis_scan_overlap: int = Field(600, ge=0, description="seconds re-read before the mark")
     gis_max_rps: float = Field(10, gt=0)
@@ -143,6 +147,11 @@ class Settings(BaseSettings):
     metrics_basic_auth: SecretStr | None = Field(None, description="user:password the "
                                                  "exporter's /metrics asks for")
 
+    @field_validator("gis_home_lc_id", mode="before")
+    @classmethod
+    def _lc_ids_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) else value
+
     @model_validator(mode="after")
     def _timeouts_fit(self) -> Settings:
         if self.task_time_limit <= self.task_soft_time_limit:
@@ -154,6 +163,12 @@ class Settings(BaseSettings):
                              f"TASK_TIME_LIMIT + MAX_RETRY_COUNTDOWN ({longest}s), "
                              "or tasks run twice")
         return self
+
+    @property
+    def gis_lcs(self) -> list[int]:
+        """The LCs to sync (GIS_HOME_LC_ID may list several), each once, in order."""
+        ids = (int(p) for p in (self.gis_home_lc_id or "").split(",") if p.strip())
+        return list(dict.fromkeys(ids))
 
     def require(self, *names: str) -> None:
         """Fail with a helpful message unless every named variable is set."""

@@ -1,7 +1,8 @@
 """The fleet's Redis: one connection per URL, one naming scheme for every key, one lock.
 
 Every key the fleet writes (besides Celery's own broker and result keys) starts with
-`sf:`, so tests and operators can find, inspect or clear the fleet's state alone.
+REDIS_KEY_PREFIX (`sf` by default), so tests and operators can find, inspect or clear
+the fleet's state alone, and two fleets can share one Redis.
 Domain state lives beside its domain and lists its keys in its docstring
 (`worker/runs.py`, `worker/gis_sync/state.py`, `worker/segment_migration/state.py`).
 
@@ -19,11 +20,11 @@ import redis
 from redis.exceptions import LockError
 from redis.lock import Lock
 
-PREFIX = "sf"
-
 
 def key(*parts: object) -> str:
-    return ":".join([PREFIX, *(str(p) for p in parts)])
+    from worker.settings import get_settings
+
+    return ":".join([get_settings().redis_key_prefix, *(str(p) for p in parts)])
 
 
 @lru_cache(maxsize=4)

@@ -7,7 +7,7 @@ import re
 
 from tests.support import wait_for
 from tests.support.cli import syncfleet, syncfleet_json
-from tests.support.gis import Truth, scan
+from tests.support.gis import Truth, scan, workspace
 from worker.gis_sync import failed
 
 
@@ -28,16 +28,17 @@ def test_runs_and_failed_records_and_dropping_one_for_good(fleet, gis_world):
     code, listed = syncfleet_json("gis", "runs", "-n", "5")
     assert code == 0 and listed[0]["run_id"] == run["run_id"] and listed[0]["job"] == "gis"
     code, shown = syncfleet_json("gis", "failed")
-    assert code == 0 and shown["failed"] and set(shown["failed"]) == set(failed.failing())
+    failing = failed.failing(workspace())
+    assert code == 0 and shown["failed"] and set(shown["failed"]) == set(failing)
     name = sorted(shown["failed"])[0]
     assert "record" not in shown["failed"][name]  # only what a retry needs
     done = syncfleet("gis", "failed", "--drop", name)
-    assert done.returncode == 0 and name not in failed.failing()
+    assert done.returncode == 0 and name not in failed.failing(workspace())
     again = syncfleet("gis", "failed", "--drop", name)
     assert again.returncode == 1 and again.stderr.strip().count("\n") == 0
     code, dropped = syncfleet_json("gis", "failed", "--drop-all")
     assert code == 0 and dropped["dropped"] == len(shown["failed"]) - 1
-    assert failed.sizes() == {"failed": 0, "dead": 0}
+    assert failed.sizes(workspace()) == {"failed": 0, "dead": 0}
 
 
 def test_backfill_reports_ids_gis_does_not_know_and_refuses_a_bad_date(fleet, gis_world):
@@ -61,7 +62,7 @@ def test_health_turns_unhealthy_when_scans_stop_and_healthy_after_the_next(
         fleet, gis_world, monkeypatch):
     monkeypatch.setenv("GIS_SCAN_INTERVAL", "2")  # stale after 3 x 2 s: proves the rule
     before = syncfleet("health")
-    assert before.returncode == 1 and "no GIS scan has finished yet" in before.stdout
+    assert before.returncode == 1 and "no GIS scan of LC 1340 has finished yet" in before.stdout
     scan(fleet)
     assert syncfleet("health").returncode == 0
     stale = wait_for(lambda: (h := syncfleet("health")).returncode == 1 and h,

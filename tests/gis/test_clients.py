@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from tests.support.clock import ago, iso
+from tests.support.gis import scope, workspace
 from worker.clients.customerio import CustomerIo, event_item, identify_item
 from worker.clients.gis import GisClient, GisQueryError
 from worker.gis_sync import failed as failed_list
-from worker.gis_sync import state, sync
+from worker.gis_sync import run_state, state, sync
 from worker.gis_sync.ladder import event_id
 from worker.settings import get_settings
 
@@ -51,7 +52,7 @@ def test_customerio_refusal_is_recorded_and_the_rest_syncs(sandbox_env):
     # One request per record: the sandbox answers 400 to the 200-byte id. (Its batch
     # endpoint does not check identifier length, so the 207 path is covered above.)
     job = sync.Job(get_settings(), run_id="refusals", use_batch=False)
-    state.start_run("refusals", "test")
+    run_state.start_run("refusals", "test", scope())
     people = [person("101"), person(LONG_ID), person("102")]
     apps = [application("201", "101"), application("202", LONG_ID)]
     counts = sync.sync_records(people, apps, job)
@@ -61,7 +62,7 @@ def test_customerio_refusal_is_recorded_and_the_rest_syncs(sandbox_env):
     assert set(profiles) == {"101", "102"}
     events = sandbox_env.admin.customerio_events()["events"]
     assert list(events) == ["101"] and events["101"][0]["name"] == "GVapplied"
-    failed = failed_list.failing()
+    failed = failed_list.failing(workspace())
     assert set(failed) == {f"person:{LONG_ID}", "application:202"}
     assert "refused" in failed[f"person:{LONG_ID}"]["reason"]
     # Kept for a retry by id only (the record is read again from GIS then), due after a
@@ -70,8 +71,8 @@ def test_customerio_refusal_is_recorded_and_the_rest_syncs(sandbox_env):
     assert set(entry) == {"reason", "first_at", "last_at", "attempts", "next_at"}
     assert entry["attempts"] == 1 and entry["next_at"] > entry["last_at"]
     # Remembered only what customer.io accepted.
-    assert state.steps(["201", "202"]) == {"201": 1, "202": None}
-    assert state.sent([LONG_ID])[LONG_ID] is None
+    assert state.steps(workspace(), ["201", "202"]) == {"201": 1, "202": None}
+    assert state.sent(workspace(), [LONG_ID])[LONG_ID] is None
 
 
 def test_graphql_errors_raise_a_clear_error(sandbox_env, monkeypatch):
@@ -85,15 +86,15 @@ def test_graphql_errors_raise_a_clear_error(sandbox_env, monkeypatch):
 def test_a_run_whose_chord_never_finished_gets_an_incomplete_summary(redis_client):
     from worker.gis_sync import tasks
 
-    state.start_run("lost-run", "scan")
-    state.count("lost-run", {"people_seen": 7})
-    assert state.stale_runs(60) == []
-    redis_client.zadd(state.OPEN_RUNS, {"lost-run": 1})  # started long ago
+    run_state.start_run("lost-run", "scan", state.Scope(1340, "ws-test"))
+    run_state.count("lost-run", {"people_seen": 7})
+    assert run_state.stale_runs(60) == []
+    redis_client.zadd(run_state.open_runs_key(), {"lost-run": 1})  # idle long ago
     tasks._close_stale_runs(get_settings())
-    summary = state.recent_runs(1)[0]
+    summary = run_state.recent_runs(1)[0]
     assert (summary["run_id"], summary["status"], summary["people_seen"]) == (
         "lost-run", "incomplete", 7)
-    assert state.stale_runs(0) == []
+    assert run_state.stale_runs(0) == []
 
 
 def test_a_429_from_the_token_endpoint_is_rate_limited_not_a_bad_credential(
@@ -135,11 +136,11 @@ def test_a_batch_request_refused_as_a_whole_refuses_its_items(sandbox_env):
     # now each item is refused, as a per-record send would be, and kept for retry.
     sandbox_env.admin.faults("customerio", error_rate=1.0, error_statuses=[400])
     job = sync.Job(get_settings(), run_id="refused-batch", use_batch=True)
-    state.start_run("refused-batch", "test")
+    run_state.start_run("refused-batch", "test", scope())
     counts = sync.sync_records([person("301"), person("302")], [application("401", "301")],
                                job)
     assert counts["people_failed"] == 2 and counts.get("people_updated", 0) == 0
-    failed = failed_list.failing()
+    failed = failed_list.failing(workspace())
     assert {"person:301", "person:302", "application:401"} <= set(failed)
     assert "400" in failed["person:301"]["reason"]
     assert failed["person:301"]["attempts"] == 1

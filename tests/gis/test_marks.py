@@ -7,8 +7,10 @@ import time
 from typing import Any
 
 from worker.clients.gis import Cursor, Listing
-from worker.gis_sync import state, walk
+from worker.gis_sync import run_state, state, walk
 from worker.settings import Settings
+
+SCOPE = state.Scope(1340, "ws-test")
 
 LC = 1340
 OWN = [{"id": "1", "updated_at": "2026-01-01T00:00:00Z", "person": {"home_lc": {"id": "1340"}}}]
@@ -45,21 +47,21 @@ def walk_all(run_id: str, settings: Settings) -> dict[str, list[str]]:
 
 def test_each_list_moves_its_own_mark_and_incoming_skips_the_lcs_own_people(redis_client):
     settings = Settings(gis_home_lc_id=LC, gis_sync_incoming=True)
-    state.start_run("r1", "scan")
-    state.open_walks("r1", dict.fromkeys(walk.streams(settings)), moves_marks=True,
-                     holds_lock=False)
+    run_state.start_run("r1", "scan", SCOPE)
+    run_state.open_walks("r1", dict.fromkeys(walk.streams(settings)), moves_marks=True,
+                         holds_lock=False)
     handed = walk_all("r1", settings)
     # The LC's own person's application came through `applications` only.
     assert handed == {"applications:0": ["1"], "incoming:0": ["2"]}
-    assert state.marks() == {"applications": "2026-01-01T00:00:00Z",
+    assert state.marks(SCOPE) == {"applications": "2026-01-01T00:00:00Z",
                              "incoming": "2026-01-05T00:00:00Z"}
-    assert state.progress("r1")["walks_open"] == 0
+    assert run_state.progress("r1")["walks_open"] == 0
 
 
 def test_a_dry_run_or_backfill_walk_moves_no_mark(redis_client):
     settings = Settings(gis_home_lc_id=LC, gis_sync_incoming=True)
-    state.start_run("r2", "backfill")
-    state.open_walks("r2", dict.fromkeys(walk.streams(settings)), moves_marks=False,
-                     holds_lock=False)
+    run_state.start_run("r2", "backfill", SCOPE)
+    run_state.open_walks("r2", dict.fromkeys(walk.streams(settings)), moves_marks=False,
+                         holds_lock=False)
     walk_all("r2", settings)
-    assert state.marks() == {}
+    assert state.marks(SCOPE) == {}

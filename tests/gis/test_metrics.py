@@ -13,7 +13,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import ROOT, wait_for
-from tests.support.gis import scan
+from tests.support.gis import scan, workspace
 from tests.support.processes import Process
 from worker.exporter import METRIC_NAMES
 from worker.gis_sync import failed
@@ -75,7 +75,7 @@ def test_a_scrape_after_a_scan_shows_what_the_sandbox_recorded(fleet, gis_world,
     assert total(samples, "syncfleet_records_total", job="gis", kind="application",
                  outcome="skipped") == run.get("moves_unmapped", 0) + run.get("moves_backward", 0)
     assert total(samples, "syncfleet_gis_failed_records", state="retrying") == \
-        failed.sizes()["failed"]
+        failed.sizes(workspace())["failed"]
     assert total(samples, "syncfleet_runs_total", job="gis") == 1
     assert total(samples, "syncfleet_gis_last_success_timestamp_seconds") > 0
     assert ("syncfleet_queue_depth", (("queue", "gis"),)) in samples

@@ -15,12 +15,13 @@ from tests.support.gis import (
     now,
     received,
     scan,
+    scope,
     unix,
     wait_run,
+    workspace,
 )
 from tests.support.logs import assert_every_line_parses
-from worker import store
-from worker.gis_sync import failed, state
+from worker.gis_sync import failed, run_state, state
 
 MARGIN = 300  # seconds around the cold-start window edge that may fall either way
 
@@ -101,7 +102,7 @@ def test_second_scan_without_changes_sends_nothing_and_reads_only_changes(
         fleet, gis_world):
     admin = gis_world.admin
     scan(fleet)
-    marks = state.marks()
+    marks = state.marks(scope())
     admin.clear_requests()
     run = scan(fleet)
     assert run["cold_start"] is False
@@ -125,7 +126,7 @@ def test_second_scan_without_changes_sends_nothing_and_reads_only_changes(
     assert run.get("people_failed", 0) == 0
     assert run["people_seen"] < len(truth.valid_people()) / 2
     unusable = {a["id"] for a in truth.apps.values() if not truth.app_usable(a)}
-    assert {f"application:{aid}" for aid in unusable} == set(failed.failing())
+    assert {f"application:{aid}" for aid in unusable} == set(failed.failing(workspace()))
     assert_clean(admin)
 
 
@@ -173,7 +174,7 @@ def test_overlapping_scans_one_runs_the_other_is_skipped(fleet, gis_world):
     assert sorted(r["status"] for r in results) == ["skipped", "started"]
     run = next(r for r in results if r["status"] == "started")
     wait_run(run["run_id"])
-    assert not state.r().exists(store.key("lock", state.SCAN_LOCK))  # released in finally
+    assert run_state.scan_lock_holder(scope()) is None  # released when its walks ended
 
 
 def test_redis_state_lost_between_scans_sends_no_flood(
@@ -242,7 +243,7 @@ def test_gis_401_stops_the_scan_with_the_credential_named_and_no_retries(
     assert state.r().llen("gis") == 0
     assert len(gis_world.admin.requests(api="gis")) == 1
     assert gis_world.admin.requests(api="customerio") == []
-    halted = state.recent_runs(1)[0]
+    halted = run_state.recent_runs(1)[0]
     assert halted["status"] == "halted" and "GIS_ACCESS_TOKEN" in halted["error"]
 
 
@@ -279,16 +280,16 @@ def test_a_halted_runs_records_are_synced_by_the_next_scan_once_the_key_is_fixed
     get_settings.cache_clear()
     halted = scan(fleet)
     assert halted["status"] == "halted" and "CUSTOMERIO_API_KEY" in halted["error"]
-    assert state.marks() == {} and not state.has_baseline()
-    assert failed.failing() == {}  # not the records' fault: nothing parked as failed
+    assert state.marks(scope()) == {} and not state.has_baseline(scope())
+    assert failed.failing(workspace()) == {}  # not the records' fault: none parked
     monkeypatch.setenv("CUSTOMERIO_API_KEY", gis_world.env()["CUSTOMERIO_API_KEY"])
     get_settings.cache_clear()
     run = scan(fleet)
     assert run["status"] != "halted" and run["cold_start"] is True
     profiles = gis_world.admin.customerio_profiles()["profiles"]
     assert set(profiles) == truth.valid_people()
-    assert state.has_baseline() and set(state.marks()) == {"people", "applications",
-                                                           "incoming"}
+    assert state.has_baseline(scope()) and set(state.marks(scope())) == {
+        "people", "applications", "incoming"}
 
 
 def test_dry_run_sends_nothing_and_writes_no_state(
@@ -300,5 +301,6 @@ def test_dry_run_sends_nothing_and_writes_no_state(
     run = scan(fleet)
     assert run["dry_run"] is True and run["events_sent"] > 0  # what would have been sent
     assert gis_world.admin.requests(api="customerio") == []
-    assert not state.has_baseline() and not state.marks()
-    assert not state.r().exists(state.SENT) and not state.r().exists(state.STEPS)
+    assert not state.has_baseline(scope()) and not state.marks(scope())
+    ws = workspace()
+    assert not state.r().exists(state.ws_key(ws, "sent"), state.ws_key(ws, "steps"))

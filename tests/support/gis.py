@@ -8,6 +8,8 @@ from typing import Any
 
 from tests.support import wait_for
 from worker import runs
+from worker.gis_sync import state
+from worker.settings import get_settings
 
 LC = "1340"
 WORLD = {"seed": 3, "people": 80, "applications": 240}
@@ -23,6 +25,15 @@ TABLE = {"open": (1, "applied"), "applied": (1, "applied"),
 STEP_TYPE = {1: "applied", 2: "accepted", 3: "approved", 4: "realized", 5: "completed"}
 OFF_LADDER = {"break_approved", "approval_broken", "realization_broken"}
 PROGRAMMES = {"GV", "GTA", "GTE", "GCDP", "GIP", "GE", "TMP", "TLP"}
+
+
+def scope() -> state.Scope:
+    """The (LC, customer.io workspace) the tests' fleet syncs: the sandbox's."""
+    return state.scopes(get_settings())[0]
+
+
+def workspace() -> str:
+    return scope().workspace
 
 
 def unix(value: str) -> int:

@@ -53,9 +53,9 @@ def iso_date(text: str) -> str:
 
 
 def show_runs(args: argparse.Namespace) -> int:
-    from worker.gis_sync import state
+    from worker.gis_sync import run_state
 
-    latest = state.recent_runs(args.n)
+    latest = run_state.recent_runs(args.n)
     if args.json:
         emit_json(latest)
     elif latest:
@@ -67,18 +67,21 @@ def show_runs(args: argparse.Namespace) -> int:
 
 def show_failed(args: argparse.Namespace) -> int:
     from worker.gis_sync import failed
+    from worker.gis_sync.state import workspace
+    from worker.settings import get_settings
 
+    ws = workspace(get_settings())
     if args.drop:
-        if not failed.drop(args.drop):
+        if not failed.drop(ws, args.drop):
             fail_line(f"syncfleet: no failed or dead record {args.drop}")
         dropped: dict[str, Any] = {"dropped": args.drop}
         emit_json(dropped) if args.json else print(f"dropped {args.drop}")
         return EXIT_OK
     if args.drop_all:
-        count = failed.drop_all()
+        count = failed.drop_all(ws)
         emit_json({"dropped": count}) if args.json else print(f"dropped {count} records")
         return EXIT_OK
-    failing, dead = failed.failing(), failed.dead()
+    failing, dead = failed.failing(ws), failed.dead(ws)
     if args.json:
         emit_json({"failed": failing, "dead": dead})
         return EXIT_OK
@@ -142,13 +145,13 @@ def _start(args: argparse.Namespace, task: str, kwargs: dict[str, Any]) -> int:
 
 def _progress(run_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     from worker import runs
-    from worker.gis_sync import state
+    from worker.gis_sync import run_state
 
-    record = runs.get(state.JOB, run_id) or {}
+    record = runs.get(run_state.JOB, run_id) or {}
     done = record.get("people_seen", 0) + record.get("applications_seen", 0)
-    walking = state.progress(run_id)["walks_open"] > 0
+    walking = run_state.progress(run_id)["walks_open"] > 0
     total = None if walking else record.get("records_launched", 0)
-    return {FOLLOW_BARS[0]: (done, total)}, runs.summary(state.JOB, run_id)
+    return {FOLLOW_BARS[0]: (done, total)}, runs.summary(run_state.JOB, run_id)
 
 
 def print_summary(out: Any, summary: dict[str, Any], limit: int = 20) -> None:

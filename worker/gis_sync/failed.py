@@ -1,10 +1,11 @@
-"""GIS records that could not be synced: retried a bounded number of times, then parked
-as dead with their reason (names via `worker.store.key`).
+"""GIS records that could not be synced into a customer.io workspace: retried a bounded
+number of times, then parked as dead with their reason (names via `worker.store.key`;
+W = the workspace, see `state.workspace`).
 
-    sf:gis:failed        hash: "person:ID" / "application:ID" -> JSON {reason, first_at,
-                         last_at, attempts, next_at}: to retry
-    sf:gis:failed:due    zset: the same names -> when the next retry is due (Unix s)
-    sf:gis:dead          hash: name -> JSON {reason, first_at, last_at, attempts}: given up
+    sf:gis:ws:{W}:failed       hash: "person:ID" / "application:ID" -> JSON {reason,
+                               first_at, last_at, attempts, next_at}: to retry
+    sf:gis:ws:{W}:failed:due   zset: the same names -> when the next retry is due (Unix s)
+    sf:gis:ws:{W}:dead         hash: name -> JSON {reason, first_at, last_at, attempts}
 
 Only what a retry needs is kept: the kind and id (a retry reads the record from GIS
 again, so it sees GIS's fixes too), never the record itself (personal data). A record
@@ -26,9 +27,6 @@ import redis
 
 from worker import store
 
-FAILED = store.key("gis", "failed")
-DUE = store.key("gis", "failed", "due")
-DEAD = store.key("gis", "dead")
 KEEP = 10_000  # most failed records remembered: a runaway GIS must not fill Redis
 DEAD_TTL = 30 * 86400
 MAX_DELAY = 86400
@@ -45,17 +43,29 @@ def _r() -> redis.Redis:
     return store.client()
 
 
+def _failed(ws: str) -> str:
+    return store.key("gis", "ws", ws, "failed")
+
+
+def _due(ws: str) -> str:
+    return store.key("gis", "ws", ws, "failed", "due")
+
+
+def _dead(ws: str) -> str:
+    return store.key("gis", "ws", ws, "dead")
+
+
 def name(kind: str, record_id: str) -> str:
     return f"{kind}:{record_id}"
 
 
-def record(failures: Iterable[dict[str, Any]], policy: Policy) -> None:
+def record(ws: str, failures: Iterable[dict[str, Any]], policy: Policy) -> None:
     """failures: [{"kind", "id", "reason"}]: one more attempt each."""
     now = time.time()
     items = {name(f["kind"], f["id"]): f["reason"] for f in failures}
     if not items:
         return
-    known = dict(zip(items, _r().hmget(FAILED, list(items)), strict=True))
+    known = dict(zip(items, _r().hmget(_failed(ws), list(items)), strict=True))
     failed, due, dead = {}, {}, {}
     for key, reason in items.items():
         before = json.loads(known[key]) if known[key] else {}
@@ -68,79 +78,78 @@ def record(failures: Iterable[dict[str, Any]], policy: Policy) -> None:
         delay = min(MAX_DELAY, policy.interval * 2 ** (attempts - 1))
         failed[key] = {**entry, "next_at": now + delay}
         due[key] = now + delay
-    _write(failed, due, dead, now)
+    _write(ws, failed, due, dead, now)
 
 
-def _write(failed: dict[str, dict], due: dict[str, float], dead: dict[str, dict],
+def _write(ws: str, failed: dict[str, dict], due: dict[str, float], dead: dict[str, dict],
            now: float) -> None:
     with _r().pipeline(transaction=True) as pipe:
         if failed:
-            pipe.hset(FAILED, mapping={k: json.dumps(v) for k, v in failed.items()})
-            pipe.zadd(DUE, due)
+            pipe.hset(_failed(ws), mapping={k: json.dumps(v) for k, v in failed.items()})
+            pipe.zadd(_due(ws), due)
         if dead:
-            pipe.hset(DEAD, mapping={k: json.dumps(v) for k, v in dead.items()})
-            pipe.hdel(FAILED, *dead)
-            pipe.zrem(DUE, *dead)
+            pipe.hset(_dead(ws), mapping={k: json.dumps(v) for k, v in dead.items()})
+            pipe.hdel(_failed(ws), *dead)
+            pipe.zrem(_due(ws), *dead)
         pipe.execute()
-    _trim(now)
+    _trim(ws, now)
 
 
-def _trim(now: float) -> None:
+def _trim(ws: str, now: float) -> None:
     """Keep the lists bounded: the oldest failures beyond KEEP, dead ones past DEAD_TTL."""
     r = _r()
-    over = r.zcard(DUE) - KEEP
+    over = r.zcard(_due(ws)) - KEEP
     if over > 0:
-        oldest = r.zrange(DUE, -over, -1)  # the latest due: retried last anyway
-        r.zrem(DUE, *oldest)
-        r.hdel(FAILED, *oldest)
-    expired = [k for k, raw in r.hgetall(DEAD).items()
+        latest = r.zrange(_due(ws), -over, -1)  # the latest due: retried last anyway
+        r.zrem(_due(ws), *latest)
+        r.hdel(_failed(ws), *latest)
+    expired = [k for k, raw in r.hgetall(_dead(ws)).items()
                if now - json.loads(raw).get("last_at", now) > DEAD_TTL]
     if expired:
-        r.hdel(DEAD, *expired)
+        r.hdel(_dead(ws), *expired)
 
 
-def clear(kind: str, ids: Iterable[str]) -> None:
+def clear(ws: str, kind: str, ids: Iterable[str]) -> None:
     """These records synced: off both lists."""
     names = [name(kind, i) for i in ids]
     if names:
-        with _r().pipeline(transaction=False) as pipe:
-            pipe.hdel(FAILED, *names)
-            pipe.zrem(DUE, *names)
-            pipe.hdel(DEAD, *names)
-            pipe.execute()
+        _forget(ws, names)
 
 
-def due(limit: int, now: float | None = None) -> list[tuple[str, str]]:
+def _forget(ws: str, names: list[str]) -> bool:
+    with _r().pipeline(transaction=False) as pipe:
+        pipe.hdel(_failed(ws), *names)
+        pipe.zrem(_due(ws), *names)
+        pipe.hdel(_dead(ws), *names)
+        return any(pipe.execute())
+
+
+def due(ws: str, limit: int, now: float | None = None) -> list[tuple[str, str]]:
     """Up to `limit` (kind, id) whose retry is due, the longest waiting first."""
-    names = _r().zrangebyscore(DUE, 0, now or time.time(), start=0, num=limit)
+    names = _r().zrangebyscore(_due(ws), 0, now or time.time(), start=0, num=limit)
     return [tuple(n.split(":", 1)) for n in names]  # type: ignore[misc]
 
 
-def failing() -> dict[str, dict[str, Any]]:
-    return {k: json.loads(v) for k, v in _r().hgetall(FAILED).items()}
+def failing(ws: str) -> dict[str, dict[str, Any]]:
+    return {k: json.loads(v) for k, v in _r().hgetall(_failed(ws)).items()}
 
 
-def dead() -> dict[str, dict[str, Any]]:
-    return {k: json.loads(v) for k, v in _r().hgetall(DEAD).items()}
+def dead(ws: str) -> dict[str, dict[str, Any]]:
+    return {k: json.loads(v) for k, v in _r().hgetall(_dead(ws)).items()}
 
 
-def sizes() -> dict[str, int]:
-    return {"failed": int(_r().hlen(FAILED)), "dead": int(_r().hlen(DEAD))}
+def sizes(ws: str) -> dict[str, int]:
+    return {"failed": int(_r().hlen(_failed(ws))), "dead": int(_r().hlen(_dead(ws)))}
 
 
-def drop(key: str) -> bool:
+def drop(ws: str, key: str) -> bool:
     """Forget one record (`kind:id`, or a bare id of either kind) for good."""
-    names = [key] if ":" in key else [name("person", key), name("application", key)]
-    with _r().pipeline(transaction=False) as pipe:
-        pipe.hdel(FAILED, *names)
-        pipe.zrem(DUE, *names)
-        pipe.hdel(DEAD, *names)
-        dropped = pipe.execute()
-    return any(dropped)
+    return _forget(ws, [key] if ":" in key else [name("person", key),
+                                                  name("application", key)])
 
 
-def drop_all() -> int:
+def drop_all(ws: str) -> int:
     """Forget every failed and dead record; returns how many."""
-    count = sum(sizes().values())
-    _r().delete(FAILED, DUE, DEAD)
+    count = sum(sizes(ws).values())
+    _r().delete(_failed(ws), _due(ws), _dead(ws))
     return count

@@ -17,7 +17,7 @@ from typing import Any
 
 from worker import metrics
 from worker.clients.customerio import CustomerIo, event_item, identify_item
-from worker.gis_sync import failed, mapping, state
+from worker.gis_sync import failed, mapping, run_state, state
 from worker.gis_sync import ladder as ladder_mod
 from worker.gis_sync.ladder import Ladder, Malformed
 from worker.gis_sync.mapping import person_of
@@ -48,6 +48,10 @@ class Job:
     @property
     def dry_run(self) -> bool:
         return self.settings.dry_run
+
+    @property
+    def workspace(self) -> str:
+        return state.workspace(self.settings)
 
 
 @dataclass
@@ -86,12 +90,12 @@ def plan(people: list[dict[str, Any]], applications: list[dict[str, Any]], job: 
     """Everything to send and to remember, from the records and the state (pure reads)."""
     out = Plan()
     embedded = [person_of(a) for a in applications if isinstance(a, dict)]
-    known = state.sent([_id(p) for p in people] + [k for k in embedded if k])
+    known = state.sent(job.workspace, [_id(p) for p in people] + [k for k in embedded if k])
     for person in people:
         out.add("people_seen")
         _plan_person(person, known.get(_id(person)), job, out)
     ladder = ladder_from(job.settings)
-    previous = state.steps([_id(a) for a in applications])
+    previous = state.steps(job.workspace, [_id(a) for a in applications])
     for application in applications:
         out.add("applications_seen")
         _plan_application(application, previous.get(_id(application)), known, ladder,
@@ -190,7 +194,7 @@ def _person_ready(application: dict[str, Any], known: dict[str, dict[str, str] |
 def sync_records(people: list[dict[str, Any]], applications: list[dict[str, Any]],
                  job: Job) -> dict[str, Any]:
     """Sync these records; returns (and counts into the run) what happened."""
-    reason = state.halted(job.run_id)
+    reason = run_state.halted(job.run_id)
     if reason:  # a wrong key: send nothing more (the run's marks go back when it ends)
         return {"halted": reason}
     work = plan(people, applications, job)
@@ -201,10 +205,10 @@ def sync_records(people: list[dict[str, Any]], applications: list[dict[str, Any]
         failed_people = _send_identifies(cio, work, job)
         failed_apps = _send_events(cio, work, failed_people, job)
     except AuthError as exc:
-        state.halt(job.run_id, str(exc))
+        run_state.halt(job.run_id, str(exc))
         log.error("gis sync halted: %s", exc)
         work.add("cio_calls", cio.calls)
-        state.count(job.run_id, work.counts)
+        run_state.count(job.run_id, work.counts)
         return {"halted": str(exc)}
     work.add("cio_calls", cio.calls)
     _remember(work, failed_people, failed_apps, people, applications, job)
@@ -216,6 +220,7 @@ def keep_for_next_scan(people: list[dict[str, Any]], applications: list[dict[str
     """Records this run could not send go to the failed list: the scan's marks have
     moved past them, and a later scan retries what that list holds."""
     failed.record(
+        state.workspace(settings),
         [{"kind": "person", "id": str(p.get("id")), "reason": reason} for p in people]
         + [{"kind": "application", "id": str(a.get("id")), "reason": reason}
            for a in applications], failure_policy(settings))
@@ -280,12 +285,13 @@ def _remember(work: Plan, failed_people: set[str], failed_apps: set[str],
               job: Job) -> None:
     """Written only after customer.io accepted: a crash before this repeats the sends,
     and the deterministic event ids make the repeat harmless."""
-    state.save_sent({pid: d for pid, d in work.digests.items() if pid not in failed_people})
-    state.save_steps({aid: s for aid, s in work.steps.items() if aid not in failed_apps})
-    failed.record(work.failures, failure_policy(job.settings))
+    ws = job.workspace
+    state.save_sent(ws, {pid: d for pid, d in work.digests.items() if pid not in failed_people})
+    state.save_steps(ws, {aid: s for aid, s in work.steps.items() if aid not in failed_apps})
+    failed.record(ws, work.failures, failure_policy(job.settings))
     refused = {(f["kind"], f["id"]) for f in work.failures}
     for kind, records in (("person", people), ("application", applications)):
-        failed.clear(kind, [str(r.get("id")) for r in records
+        failed.clear(ws, kind, [str(r.get("id")) for r in records
                             if (kind, str(r.get("id"))) not in refused])
     _count_into_run(work, job)
 
@@ -293,8 +299,8 @@ def _remember(work: Plan, failed_people: set[str], failed_apps: set[str],
 def _count_into_run(work: Plan, job: Job) -> None:
     """The run's counters and error list get this task's share; the fleet's metrics
     too (what was really sent: not in a dry run)."""
-    state.count(job.run_id, work.counts)
-    state.add_run_notes(job.run_id, work.failures, work.warnings)
+    run_state.count(job.run_id, work.counts)
+    run_state.add_notes(job.run_id, work.failures, work.warnings)
     if not job.dry_run:
         metrics.add_many(record_metrics(work.counts, work.sent_names))
 

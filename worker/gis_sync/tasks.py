@@ -30,7 +30,7 @@ from worker import retry, store
 from worker import runs as fleet_runs
 from worker.app import app
 from worker.clients.gis import GisClient
-from worker.gis_sync import changes, failed, state, sync, walk
+from worker.gis_sync import changes, failed, run_state, state, sync, walk
 from worker.gis_sync.ladder import to_unix
 from worker.http import AuthError
 from worker.settings import Settings, get_settings
@@ -53,70 +53,94 @@ def _settings() -> Settings:
 # --- gis.scan / gis.backfill: start a run -------------------------------------------------
 
 @app.task(name="gis.scan", base=FleetTask, bind=True)
-def scan(self: FleetTask) -> dict[str, Any]:
+def scan(self: FleetTask, lc: int | None = None) -> dict[str, Any]:
+    """Start a scan of each LC of GIS_HOME_LC_ID (or of `lc`): a run per LC, with its
+    own marks and lock; the LCs share the fleet's budgets. One LC: the run's id is this
+    task's id; several: `{task id}-{lc}`."""
     settings = _settings()
-    run_id = self.request.id or f"manual-{time.time_ns()}"
+    task_id = self.request.id or f"manual-{time.time_ns()}"
+    scopes = [s for s in state.scopes(settings) if lc is None or s.lc == int(lc)]
+    if not scopes:
+        return {"status": "refused", "reason": f"LC {lc} is not in GIS_HOME_LC_ID"}
     gis = GisClient(settings)
-    if not state.take_scan_lock(run_id, settings.gis_scan_lock_timeout):
-        log.info("gis.scan skipped: another scan holds the lock")
-        return {"status": "skipped", "reason": "another scan is running"}
+    started = [_scan_lc(task_id if len(scopes) == 1 else f"{task_id}-{scope.lc}", scope,
+                        gis, settings) for scope in scopes]
+    if len(started) == 1:
+        return started[0]
+    return {"status": "started" if any(s["status"] == "started" for s in started)
+            else "skipped", "runs": started}
+
+
+def _scan_lc(run_id: str, scope: state.Scope, gis: GisClient, settings: Settings
+             ) -> dict[str, Any]:
+    if not run_state.take_scan_lock(scope, run_id, settings.gis_scan_lock_timeout):
+        log.info("gis.scan of LC %s skipped: another scan holds the lock", scope.lc)
+        return {"status": "skipped", "lc": scope.lc, "reason": "another scan is running"}
     _close_stale_runs(settings)
-    cold = not state.has_baseline()
+    cold = not state.has_baseline(scope)
     # The marks as they stand: a run halted by a wrong key puts them back when it ends,
     # so the next scan reads again what this one could not send.
-    state.start_run(run_id, "scan", cold_start=cold, dry_run=settings.dry_run,
-                    mode=sync.SCAN, since_ts=None, marks_before=state.marks())
+    run_state.start_run(run_id, "scan", scope, cold_start=cold, dry_run=settings.dry_run,
+                        mode=sync.SCAN, since_ts=None, marks_before=state.marks(scope))
     try:
-        gis.check(int(settings.gis_home_lc_id or 0))  # a wrong token fails here, visibly
+        calls = gis.calls
+        gis.check(scope.lc)  # a wrong token fails here, visibly
+        run_state.count(run_id, {"gis_calls": gis.calls - calls})
     except AuthError as exc:  # recorded for the user, never retried in a loop
-        state.halt(run_id, str(exc))
-        state.release_scan_lock(run_id)
-        state.count(run_id, {"gis_calls": gis.calls})
-        state.finish_run(run_id, settings.gis_runs_kept)
+        run_state.halt(run_id, str(exc))
+        run_state.release_scan_lock(run_id)
+        run_state.count(run_id, {"gis_calls": 1})
+        run_state.finish_run(run_id, settings.gis_runs_kept)
         raise
-    state.count(run_id, {"gis_calls": gis.calls})
     streams = walk.streams(settings)
-    since = changes.since_marks({} if cold else state.marks(), streams,
+    since = changes.since_marks({} if cold else state.marks(scope), streams,
                                 settings.gis_scan_overlap)
     # The walks are open before anything is handed over: a part that reports early
     # must not find a run without walks and take it for complete.
-    state.open_walks(run_id, since, moves_marks=not settings.dry_run, holds_lock=True)
-    retries = [failed.name(kind, rid) for kind, rid in failed.due(RETRIES_PER_SCAN)]
-    if retries:
-        state.open_retry_walk(run_id, retries)
-        streams = [*streams, state.RETRIES]
+    run_state.open_walks(run_id, since, moves_marks=not settings.dry_run, holds_lock=True)
+    retries = [failed.name(kind, rid)
+               for kind, rid in failed.due(scope.workspace, RETRIES_PER_SCAN)]
+    if retries and scope.lc == settings.gis_lcs[0]:  # a workspace's retries: one run each
+        run_state.open_retry_walk(run_id, retries)
+        streams = [*streams, run_state.RETRIES]
     _start_walks(run_id, streams)
-    return {"status": "started", "run_id": run_id, "cold_start": cold, "streams": streams,
-            "retries": len(retries)}
+    return {"status": "started", "run_id": run_id, "lc": scope.lc, "cold_start": cold,
+            "streams": streams, "retries": len(retries) if run_state.RETRIES in streams else 0}
 
 
 @app.task(name="gis.backfill", base=FleetTask, bind=True)
 def backfill(self: FleetTask, since: str | None = None, person_ids: list[str] | None = None,
-             application_ids: list[str] | None = None) -> dict[str, Any]:
+             application_ids: list[str] | None = None, lc: int | None = None
+             ) -> dict[str, Any]:
     """Re-sync a date range (or given ids) through the scan's path, sending the full
-    history since `since` with the same deterministic event ids (safe to repeat)."""
+    history since `since` with the same deterministic event ids (safe to repeat). By
+    date, every LC of GIS_HOME_LC_ID (or `lc`) is walked, in one run."""
     settings = _settings()
     since_ts = to_unix(since) if since else None
     if since and since_ts is None:  # a clear answer, not a traceback
         return {"status": "refused", "reason": f"since must be an ISO-8601 date such as "
                                                f"2026-01-31, got {since!r}"}
+    scopes = [s for s in state.scopes(settings) if lc is None or s.lc == int(lc)]
+    if not scopes:
+        return {"status": "refused", "reason": f"LC {lc} is not in GIS_HOME_LC_ID"}
     run_id = self.request.id or f"backfill-{time.time_ns()}"
-    state.start_run(run_id, "backfill", since=since, dry_run=settings.dry_run,
-                    mode=sync.BACKFILL, since_ts=since_ts)
+    run_state.start_run(run_id, "backfill", scopes[0], since=since, dry_run=settings.dry_run,
+                        mode=sync.BACKFILL, since_ts=since_ts,
+                        lcs=[s.lc for s in scopes])
     if person_ids or application_ids:
         gis = GisClient(settings)
         people, applications = _records_by_id(gis, since, person_ids, application_ids)
         missing = _missing(person_ids, application_ids, people, applications)
-        fleet_runs.update(state.JOB, run_id, missing=missing)
-        state.count(run_id, {"gis_calls": gis.calls})
+        fleet_runs.update(run_state.JOB, run_id, missing=missing)
+        run_state.count(run_id, {"gis_calls": gis.calls})
         _launch(run_id, "ids", people, applications)
         _walk_ended(run_id, 0)
         return {"status": "started", "run_id": run_id, "people": len(people),
                 "applications": len(applications), "missing": missing}
     lower = changes.iso(since_ts) if since_ts is not None else None
-    streams = walk.streams(settings)
-    state.open_walks(run_id, dict.fromkeys(streams, lower), moves_marks=False,
-                     holds_lock=False)
+    streams = [f"{stream}@{scope.lc}" for scope in scopes for stream in walk.streams(settings)]
+    run_state.open_walks(run_id, dict.fromkeys(streams, lower), moves_marks=False,
+                         holds_lock=False)
     _start_walks(run_id, streams)
     return {"status": "started", "run_id": run_id, "since": since}
 
@@ -145,8 +169,8 @@ def _start_walks(run_id: str, streams: list[str]) -> None:
 def _close_stale_runs(settings: Settings) -> None:
     """Summaries for runs whose work never all reported (a message lost), marked
     incomplete once nothing of theirs has happened for a long while."""
-    for run_id in state.stale_runs(state.STALE_AFTER):
-        summary = state.finish_run(run_id, settings.gis_runs_kept, incomplete=True)
+    for run_id in run_state.stale_runs(run_state.STALE_AFTER):
+        summary = run_state.finish_run(run_id, settings.gis_runs_kept, incomplete=True)
         if summary:
             log.warning("gis run %s never finished: summary kept as incomplete", run_id)
 
@@ -166,7 +190,7 @@ def walk_stream(self: FleetTask, run_id: str, stream: str) -> dict[str, Any]:
     if open_walks is None:
         raise retry.Continue()  # checkpointed: the next delivery reads on
     _walk_ended(run_id, open_walks)
-    return {"run_id": run_id, "stream": stream, **state.walk(run_id, stream)}
+    return {"run_id": run_id, "stream": stream, **(run_state.walk(run_id, stream) or {})}
 
 
 def _missing(person_ids: list[str] | None, application_ids: list[str] | None,
@@ -184,12 +208,12 @@ def _walk_ended(run_id: str, open_walks: int) -> None:
     """When the last walk ends, everything is handed over: a cold start's baseline is
     set, the scan lock goes; the run finishes if every part has reported already."""
     if open_walks == 0:
-        record = fleet_runs.get(state.JOB, run_id) or {}
+        record = run_state.record(run_id)
         if record.get("kind") == "scan":
             if record.get("cold_start") and not record.get("dry_run") and \
-                    not state.halted(run_id):
-                state.set_baseline(run_id)
-            state.release_scan_lock(run_id)
+                    not run_state.halted(run_id):
+                state.set_baseline(run_state.scope_of(record), run_id)
+            run_state.release_scan_lock(run_id)
     _finish_if_complete(run_id)
 
 
@@ -201,7 +225,7 @@ def _launch(run_id: str, part: str, people: list[Record], applications: list[Rec
     if not people and not applications:
         return
     settings = get_settings()
-    record = fleet_runs.get(state.JOB, run_id) or {}
+    record = run_state.record(run_id)
     common = {"run_id": run_id, "mode": record.get("mode", sync.SCAN),
               "since": record.get("since_ts")}
     if len(people) + len(applications) >= settings.gis_batch_threshold:
@@ -212,8 +236,8 @@ def _launch(run_id: str, part: str, people: list[Record], applications: list[Rec
         header = [sync_person.s(str(p.get("id")), record=p, **common) for p in people]
         header += [sync_application.s(str(a.get("id")), record=a, **common)
                    for a in applications]
-    state.part_launched(run_id, part)
-    state.count(run_id, {"records_launched": len(people) + len(applications)})
+    run_state.part_launched(run_id, part)
+    run_state.count(run_id, {"records_launched": len(people) + len(applications)})
     chord(header)(part_done.s(run_id, part))
 
 
@@ -233,7 +257,7 @@ class SyncTask(FleetTask):
         reason = f"gave up after retries: {exc}"
         sync.keep_for_next_scan(people, applications, reason, get_settings())
         counts = {"people_failed": len(people), "applications_failed": len(applications)}
-        state.count(kwargs.get("run_id"), counts)
+        run_state.count(kwargs.get("run_id"), counts)
         return {**counts, "gave_up": str(exc)}
 
 
@@ -284,25 +308,22 @@ def sync_batch(self: FleetTask, people: list[Record], applications: list[Record]
 @app.task(name="gis.part_done", base=FleetTask, bind=True)
 def part_done(self: FleetTask, results: list[Any], run_id: str, part: str) -> dict[str, Any]:
     """Chord body: the part's sync tasks have all reported."""
-    state.part_finished(run_id, part)
+    run_state.part_finished(run_id, part)
     summary = _finish_if_complete(run_id)
-    return summary or {"run_id": run_id, "part": part, **state.progress(run_id)}
+    return summary or {"run_id": run_id, "part": part, **run_state.progress(run_id)}
 
 
 def _finish_if_complete(run_id: str) -> dict[str, Any] | None:
     """The run's summary, written once, when every walk has ended and every part has
     reported (whichever comes last calls this with effect)."""
-    record = fleet_runs.get(state.JOB, run_id)
-    if record is None or not state.is_complete(run_id):
+    record = fleet_runs.get(run_state.JOB, run_id)
+    if record is None or not run_state.is_complete(run_id):
         return None  # an unknown run (expired, or a stray message) has nothing to finish
     settings = get_settings()
     started = record.get("started_ts") or time.time()
-    summary = state.finish_run(run_id, settings.gis_runs_kept,
-                               duration_s=round(time.time() - started, 3),
-                               parts=state.progress(run_id)["parts_finished"])
-    if summary is not None and summary["status"] == fleet_runs.HALTED and \
-            record.get("kind") == "scan" and not record.get("dry_run"):
-        state.restore_marks(record.get("marks_before") or {})
+    summary = run_state.finish_run(run_id, settings.gis_runs_kept,
+                                   duration_s=round(time.time() - started, 3),
+                                   parts=run_state.progress(run_id)["parts_finished"])
     if summary is not None:
         log.info("gis run finished: %s", {k: v for k, v in summary.items() if k != "errors"})
     return summary
@@ -310,10 +331,11 @@ def _finish_if_complete(run_id: str) -> dict[str, Any] | None:
 
 @app.task(name="gis.runs")
 def runs(n: int = 10) -> list[dict[str, Any]]:
-    return state.recent_runs(n)
+    return run_state.recent_runs(n)
 
 
 @app.task(name="gis.failed")
 def failed_records() -> dict[str, dict[str, dict[str, Any]]]:
     """The records waiting for a retry, and those given up (dead), with their reasons."""
-    return {"failed": failed.failing(), "dead": failed.dead()}
+    ws = state.workspace(get_settings())
+    return {"failed": failed.failing(ws), "dead": failed.dead(ws)}

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.clients.gis import APPLICATIONS, PEOPLE, Cursor, GisClient, Listing
-from worker.gis_sync import failed, state
+from worker.gis_sync import failed
+from worker.gis_sync import run_state as state
 from worker.gis_sync.changes import newest
 from worker.http import AuthError
 from worker.settings import Settings
@@ -54,10 +55,13 @@ def step(run_id: str, stream: str, gis: GisClient, settings: Settings, launch: L
     walk = state.walk(run_id, stream)
     if walk is None or walk.get("done"):
         return None if walk is None else state.end_walk(run_id, stream, None)
+    run = state.record(run_id)
     if stream == state.RETRIES:
-        return _retry_step(run_id, walk, gis, launch, deadline)
-    lc = int(settings.gis_home_lc_id or 0)
-    listing, filter_name = STREAMS[stream]
+        return _retry_step(run_id, run["workspace"], walk, gis, launch, deadline)
+    # "people" walks the run's LC; "people@1341" another LC of a multi-LC backfill.
+    name, _, other_lc = stream.partition("@")
+    lc = int(other_lc or run["lc"])
+    listing, filter_name = STREAMS[name]
     cursor: Cursor | None = Cursor.from_json(walk["cursor"])
     newest_seen = walk.get("newest")
     try:
@@ -65,7 +69,7 @@ def step(run_id: str, stream: str, gis: GisClient, settings: Settings, launch: L
             if walk.get("holds_lock"):
                 state.keep_scan_lock(run_id, settings.gis_scan_lock_timeout)
             rows, cursor = gis.page(listing, {filter_name: lc}, cursor)
-            _hand_over(stream, walk, rows, lc, launch)
+            _hand_over(stream, walk, rows, settings.gis_lcs, launch)
             newest_seen = newest(rows, newest_seen)
             if cursor is None:
                 break
@@ -83,7 +87,7 @@ def step(run_id: str, stream: str, gis: GisClient, settings: Settings, launch: L
 RETRY_CHUNK = 25  # failed records read again from GIS (one call each) per part
 
 
-def _retry_step(run_id: str, walk: dict[str, Any], gis: GisClient, launch: Launch,
+def _retry_step(run_id: str, ws: str, walk: dict[str, Any], gis: GisClient, launch: Launch,
                 deadline: float) -> int | None:
     """Read the failed records due for a retry again from GIS (it may have fixed them)
     and hand them over, RETRY_CHUNK at a time; one that GIS no longer has is dropped."""
@@ -91,7 +95,7 @@ def _retry_step(run_id: str, walk: dict[str, Any], gis: GisClient, launch: Launc
     try:
         while offset < len(names) and not state.halted(run_id):
             chunk = [n.split(":", 1) for n in names[offset:offset + RETRY_CHUNK]]
-            people, applications = _read_again(gis, chunk)
+            people, applications = _read_again(gis, ws, chunk)
             launch(f"{state.RETRIES}:{offset}", people, applications)
             offset += len(chunk)
             state.save_retry_offset(run_id, offset)
@@ -104,27 +108,28 @@ def _retry_step(run_id: str, walk: dict[str, Any], gis: GisClient, launch: Launc
     return state.end_walk(run_id, state.RETRIES, None)
 
 
-def _read_again(gis: GisClient, chunk: list[list[str]]
+def _read_again(gis: GisClient, ws: str, chunk: list[list[str]]
                 ) -> tuple[list[Record], list[Record]]:
     people: list[Record] = []
     applications: list[Record] = []
     for kind, record_id in chunk:
         found = gis.person(record_id) if kind == "person" else gis.application(record_id)
         if found is None:
-            failed.clear(kind, [record_id])  # gone from GIS: nothing left to retry
+            failed.clear(ws, kind, [record_id])  # gone from GIS: nothing left to retry
         else:
             (people if kind == "person" else applications).append(found)
     return people, applications
 
 
-def _hand_over(stream: str, walk: dict[str, Any], rows: list[Record], lc: int,
+def _hand_over(stream: str, walk: dict[str, Any], rows: list[Record], lcs: list[int],
                launch: Launch) -> None:
-    if stream == "incoming":  # the LC's own people's applications come through
-        rows = [a for a in rows if _home_lc(a) != str(lc)]  # `applications`
+    if stream.startswith("incoming"):  # the applications of people of a synced LC come
+        own = {str(lc) for lc in lcs}  # through that LC's `applications` walk
+        rows = [a for a in rows if _home_lc(a) not in own]
     if not rows:
         return
     part = f"{stream}:{walk.get('pages', 0)}"
-    if stream == "people":
+    if stream.startswith("people"):
         launch(part, rows, [])
     else:
         launch(part, [], rows)

@@ -55,11 +55,13 @@ def _r() -> redis.Redis:
 
 # --- the run record --------------------------------------------------------------------
 
-def create_run(run_id: str, slice_size: int, dry_run: bool) -> bool:
-    """Create the run record; False if the run exists (then it is a resume)."""
+def create_run(run_id: str, slice_size: int, dry_run: bool, space: str, project: str
+               ) -> bool:
+    """Create the run record, bound to the Segment space and Voucherify project it
+    migrates between; False if the run exists (then it is a resume)."""
     return runs.start(JOB, run_id, "migration", slice_size=slice_size, dry_run=dry_run,
-                      attempt=1, cursor="0", slices=0, launched=0, walk_done=False,
-                      buffer=[])
+                      space=space, project=project, attempt=1, cursor="0", slices=0,
+                      launched=0, walk_done=False, buffer=[])
 
 
 def get_run(run_id: str) -> dict[str, Any] | None:

@@ -56,10 +56,19 @@ def migrate(self: FleetTask, run_id: str | None = None, slice_size: int | None =
         settings.require("VOUCHERIFY_APPLICATION_ID", "VOUCHERIFY_SECRET_KEY")
     run_id = run_id or new_run_id()
     size = int(slice_size or settings.segment_slice_size)
-    if state.create_run(run_id, size, settings.dry_run):
+    space = str(settings.segment_space_id)
+    project = str(settings.voucherify_application_id or "dry-run")
+    if state.create_run(run_id, size, settings.dry_run, space, project):
         log.info("segment.migrate run=%s started slice_size=%d dry_run=%s", run_id, size,
                  settings.dry_run)
     else:
+        run = state.get_run(run_id) or {}
+        if (run.get("space"), run.get("project")) != (space, project):
+            # Its slices and checkpoints belong to another space or project.
+            raise ValueError(
+                f"run {run_id} migrates Segment space {run.get('space')} into Voucherify "
+                f"project {run.get('project')}; the fleet is configured for space {space}, "
+                f"project {project}: start a new run instead of resuming this one")
         redo = state.begin_resume(run_id)
         log.info("segment.migrate run=%s resumed: %d slice(s) to redo", run_id, len(redo))
     plan.apply_async((run_id,))
