@@ -11,7 +11,8 @@ from typing import Any
 import uvicorn
 
 from sandbox.app import create_app
-from sandbox.core import APIS, Faults, Sandbox, SandboxConfig, parse_now
+from sandbox.config import APIS, Faults, SandboxConfig, parse_now
+from sandbox.context import Sandbox
 from sandbox.credentials import env_for
 
 LIMIT_FLAGS = ("rps", "rpm", "bulk_per_hour")

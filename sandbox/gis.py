@@ -30,8 +30,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import credentials as cred
-from sandbox.core import Call, Rejected, Sandbox
-from sandbox.world import Application, Person, World
+from sandbox.context import Sandbox
+from sandbox.pipeline import Call, Rejected
+from sandbox.worlds.gis import Application, Person, World
 
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
 MAX_PER_PAGE = 500

@@ -2,7 +2,8 @@
 
 Times are kept as Unix seconds (fast to filter and sort) and formatted as ISO-8601
 ("2026-11-20T10:04:00Z") only when shown. Every application keeps its status history;
-each step's date field follows the ladder in api-contracts.md:
+each step's date field follows the ladder of docs/api-contracts.md, section 4 ("An
+application's status becomes events"):
 step 1 (open/applied/...) created_at, 2 (accepted/matched) date_matched, 3 (approved)
 date_approved, 4 (realized) date_realized (+ experience_start_date), 5 (completed/finished)
 experience_end_date; withdrawn/rejected/declined and other statuses only updated_at.
@@ -63,7 +64,7 @@ PROGRAMMES = {
 PROGRAMME_WEIGHTS = {"GV": 30, "GTa": 15, "GTe": 15, "GCDP": 15, "GIP": 12, "TMP": 7, "TLP": 6}
 UNKNOWN_PROGRAMME = Programme(99, "XPX", "XPX")  # malformed: a programme no table knows
 
-# status -> ladder step (api-contracts.md); other statuses are off the ladder.
+# status -> ladder step (docs/api-contracts.md, section 4); other statuses are off it.
 STEP = {"open": 1, "applied": 1, "approved_ep_manager": 1, "approved_tn_manager": 1,
         "accepted": 2, "matched": 2, "approved": 3, "realized": 4,
         "completed": 5, "finished": 5, "withdrawn": -1, "rejected": -2, "declined": -2}
