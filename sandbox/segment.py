@@ -133,7 +133,8 @@ async def traits(request: Request, call: Call) -> Response:
         return error(404, "Profile was not found.")
     limit = page_limit(request, "traits")
     include = request.query_params.get("include")
-    keys = list(profile.traits)
+    all_traits = profile.traits  # loaded from its compact form on each read
+    keys = list(all_traits)
     if include:
         wanted = {k.strip() for k in include.split(",")}
         keys = [k for k in keys if k in wanted]
@@ -145,7 +146,7 @@ async def traits(request: Request, call: Call) -> Response:
             raise BadRequest(f"invalid cursor next={request.query_params['next']!r}") from None
     page = keys[start:start + limit]
     rest = keys[start + limit:]
-    return JSONResponse({"traits": {k: profile.traits[k] for k in page},
+    return JSONResponse({"traits": {k: all_traits[k] for k in page},
                          "cursor": cursor(request, limit, rest[0] if rest else "")})
 
 
@@ -209,6 +210,7 @@ def reset(ctx: Sandbox) -> None:
     current = ctx.data.get(API)
     if not (isinstance(current, ProfileWorld) and current.seed == cfg.seed
             and current.count == cfg.profiles):
+        ctx.data[API] = current = None  # the old world goes first (peak memory)
         ctx.data[API] = ProfileWorld(cfg.seed, cfg.profiles)
     state = ctx.api(API)
     if "rps" not in ctx.base.limits.get(API, {}):
