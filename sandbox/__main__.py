@@ -38,8 +38,8 @@ def parser() -> argparse.ArgumentParser:
                                dest=f"limit__{api}__{kind}", metavar="N",
                                help=f"{api} budget ({kind}); 0 = unlimited")
         for f in fields(Faults):
-            kind = str if f.name == "error_statuses" else float
-            group.add_argument(f"--{api}-{f.name.replace('_', '-')}", type=kind,
+            parse = str if f.name == "error_statuses" else float  # statuses: "502,503"
+            group.add_argument(f"--{api}-{f.name.replace('_', '-')}", type=parse,
                                dest=f"fault__{api}__{f.name}", metavar="V")
     return p
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -18,9 +17,11 @@ from sandbox.context import Sandbox
 class Simulator(Protocol):
     """What a simulator module provides (sandbox/pipeline.py describes the contract)."""
 
-    routes: Callable[[Sandbox], list[BaseRoute]]
-    admin_routes: Callable[[Sandbox], list[BaseRoute]]
-    reset: Callable[[Sandbox], None]
+    def routes(self, ctx: Sandbox) -> list[BaseRoute]: ...
+
+    def admin_routes(self, ctx: Sandbox) -> list[BaseRoute]: ...
+
+    def reset(self, ctx: Sandbox) -> None: ...
 
 
 SIMULATORS: dict[str, Simulator] = {
