@@ -23,12 +23,14 @@ from operator import attrgetter
 from typing import Any, Generic, Protocol, TypeVar
 
 
-class Record(Protocol):
+class Indexed(Protocol):
+    """What an index needs of a record."""
+
     id: int
     updated_ts: int
 
 
-R = TypeVar("R", bound=Record)
+R = TypeVar("R", bound=Indexed)
 ORDER = attrgetter("updated_ts", "id")
 # A group smaller than this is sorted again when asked for (cheaper than keeping one
 # Ordered per person id); larger ones are kept and maintained.
