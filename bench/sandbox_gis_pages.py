@@ -10,10 +10,12 @@ Prints build time, RSS (and bytes per record above an empty sandbox), and mean /
 milliseconds per page, per size.
 
     .venv/bin/python bench/sandbox_gis_pages.py [--sizes 5000x15000,50000x150000,200000x600000]
-        [--profiles-per-person 1] [--max-pages N]
+        [--profiles N] [--max-pages N]
 
-`--max-pages` stops each walk after N pages (for slow builds); by default every page is
-read. Asserts nothing; one client connection, faults and budgets off.
+`--profiles` sets the Segment world's size (default: as many profiles as people; the
+CLI's own default is 20,000). `--max-pages` stops each walk after N pages (for slow
+builds); by default every page is read. Asserts nothing; one client connection, faults
+and budgets off.
 """
 
 from __future__ import annotations
@@ -167,7 +169,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="5000x15000,50000x150000,200000x600000",
                         help="people x applications, comma separated")
-    parser.add_argument("--profiles-per-person", type=float, default=1.0)
+    parser.add_argument("--profiles", type=int, default=None,
+                        help="Segment profiles per world (default: as many as people)")
     parser.add_argument("--max-pages", type=int, default=None,
                         help="stop each walk after this many pages")
     args = parser.parse_args()
@@ -177,8 +180,8 @@ def main() -> None:
     print(f"{os.cpu_count()} CPUs; an empty sandbox: RSS {empty_rss / 2**20:.0f} MB")
     for size in args.sizes.split(","):
         people, applications = (int(n) for n in size.split("x"))
-        measure(people, applications, round(people * args.profiles_per_person), empty_rss,
-                args.max_pages)
+        profiles = people if args.profiles is None else args.profiles
+        measure(people, applications, profiles, empty_rss, args.max_pages)
 
 
 if __name__ == "__main__":
