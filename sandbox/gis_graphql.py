@@ -203,13 +203,13 @@ class CompiledQuery:
     def run(self, schema: GraphQLSchema, variables: dict[str, Any] | None,
             world: World) -> dict[str, Any] | None:
         """The answer's data, or None when graphql-core must answer."""
-        coerced = get_variable_values(schema, self.operation.variable_definitions or (),
-                                      variables or {})
-        if isinstance(coerced, list):  # variables that do not coerce: graphql-core's errors
-            return None
         info = _Info(world)
-        data = {}
+        data: dict[str, Any] = {}
         try:
+            coerced = get_variable_values(schema, self.operation.variable_definitions or (),
+                                          variables or {})
+            if isinstance(coerced, list):  # variables that do not coerce: its errors
+                return None
             for root in self.roots:
                 args = get_argument_values(root.definition, root.node, coerced)
                 value = root.definition.resolve(None, info, **args)  # type: ignore[misc]

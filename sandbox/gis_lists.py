@@ -24,13 +24,11 @@ from typing import Any
 
 from graphql import GraphQLError
 
-from sandbox.worlds.gis import World
+from sandbox.worlds.gis import APPLICATION_GROUPS, PEOPLE_GROUPS, World
 from sandbox.worlds.index import GroupKey, RecordIndex
 
 MAX_PER_PAGE = 500
 SORT_FIELDS = {"updated_at": "updated_ts", "created_at": "created_ts", "id": "id"}
-APPLICATION_GROUPS = ("person_id", "opportunity_id", "person_home_lc", "person_home_mc",
-                      "opportunity_home_lc", "opportunity_home_mc")
 
 Test = Callable[[Any], bool]
 
@@ -82,16 +80,19 @@ def _sort_field(field_name: str) -> str:
     return SORT_FIELDS[field_name]
 
 
+def _groups(filters: dict[str, Any], groupings: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The filters that name a group of the index (a None value filters nothing)."""
+    return [(name, filters[name]) for name in groupings if filters.get(name) is not None]
+
+
 def _key(kind: str, filters: dict[str, Any], *rest: Any) -> tuple[Any, ...]:
     return (kind, json.dumps(filters, sort_keys=True, default=str), *rest)
 
 
 def people_query(filters: dict[str, Any], sort: str | None, q: str | None) -> ListQuery:
-    query = ListQuery(groups=[], updated=_range(filters.get("last_interaction"),
-                                                "last_interaction"),
+    query = ListQuery(groups=_groups(filters, PEOPLE_GROUPS),
+                      updated=_range(filters.get("last_interaction"), "last_interaction"),
                       key=_key("people", filters, sort, q))
-    if (committee := filters.get("home_committee")) is not None:
-        query.groups.append(("home_committee", committee))
     if (status := filters.get("status")) is not None:
         query.tests.append(lambda p: p.status == status)
     if (registered := _range(filters.get("registered"), "registered")) is not None:
@@ -105,8 +106,7 @@ def people_query(filters: dict[str, Any], sort: str | None, q: str | None) -> Li
 
 
 def applications_query(filters: dict[str, Any], sort: str | None) -> ListQuery:
-    query = ListQuery(groups=[(name, filters[name]) for name in APPLICATION_GROUPS
-                              if filters.get(name) is not None],
+    query = ListQuery(groups=_groups(filters, APPLICATION_GROUPS),
                       updated=_range(filters.get("last_interaction"), "last_interaction"),
                       key=_key("applications", filters, sort))
     if (created := _range(filters.get("created_at"), "created_at")) is not None:
@@ -183,19 +183,18 @@ def _bisected(index: RecordIndex[Any], query: ListQuery, start: int,
 def _filtered(index: RecordIndex[Any], query: ListQuery) -> list[Any]:
     """The whole answer, record by record (kept by the index until records change)."""
     key, others = _group(index, query)
-    tests = others + query.tests
-    if query.updated is not None:
+    if query.updated is None:
+        candidates, order = index.group(key), None  # in id order
+    else:
         ordered = index.ordered(key)
         low, high = ordered.span(*query.updated)
-        candidates = ordered.records[low:high]
-        if query.sort != "updated_ts":
-            candidates.sort(key=lambda r: r.id)  # the group's own order: by id
-    else:
-        candidates = index.group(key)
+        candidates, order = ordered.records[low:high], "updated_ts"
     index.examined += len(candidates)
+    tests = others + query.tests
     found = [r for r in candidates if all(test(r) for test in tests)]
-    if query.sort is not None and not (query.sort == "updated_ts" and query.updated):
-        found.sort(key=lambda r: (getattr(r, query.sort), r.id))  # type: ignore[arg-type]
+    if query.sort != order:
+        sort = query.sort
+        found.sort(key=(lambda r: r.id) if sort is None else (lambda r: (getattr(r, sort), r.id)))
     if query.descending:
         found.reverse()
     return found
