@@ -242,8 +242,8 @@ class ProfileWorld:
         self.seed, self.count = seed, count
         self.profiles = generate_profiles(seed, count)
         self._by_segment_id = {p.segment_id: p for p in self.profiles}
-        # other id types -> lowercased value -> profile, built on the first lookup by that
-        # type: the fleet reads by segment_id only.
+        # id type -> lowercased value -> profile, for the other id types; each is built
+        # on its first lookup (the fleet reads by segment_id only).
         self._by_external_id: dict[str, dict[str, Profile]] = {}
 
     def find(self, kind: str, value: str) -> Profile | None:
