@@ -135,7 +135,7 @@ def main() -> None:
     args = parser.parse_args()
     from datetime import UTC, datetime
 
-    from sandbox.world import World
+    from sandbox.worlds.gis import World
 
     started = time.perf_counter()
     World(1, 5000, 15000, datetime.now(UTC))

@@ -18,9 +18,9 @@ import time
 import requests
 from openapi_core.testing import MockRequest
 
-from sandbox import credentials, voucherify
+from sandbox import credentials, specs, voucherify
 from sandbox.testing import SandboxServer
-from sandbox.world_profiles import ProfileWorld
+from sandbox.worlds.segment import ProfileWorld
 
 
 def best_of(runs: int, work) -> float:
@@ -43,7 +43,7 @@ def validation_figures() -> None:
     body = customers(100)
     raw = json.dumps(body).encode()
     headers = {"X-App-Id": "a", "X-App-Token": "b"}
-    api = voucherify.openapi(voucherify.CUSTOMERS_SPEC)
+    api = specs.openapi(specs.VOUCHERIFY_CUSTOMERS)
     voucherify.bulk_validator()
 
     def core() -> None:

@@ -11,7 +11,8 @@ from typing import Any
 import uvicorn
 
 from sandbox.app import create_app
-from sandbox.core import APIS, Faults, Sandbox, SandboxConfig, parse_now
+from sandbox.config import APIS, Faults, SandboxConfig, parse_now
+from sandbox.context import Sandbox
 from sandbox.credentials import env_for
 
 LIMIT_FLAGS = ("rps", "rpm", "bulk_per_hour")
@@ -37,8 +38,8 @@ def parser() -> argparse.ArgumentParser:
                                dest=f"limit__{api}__{kind}", metavar="N",
                                help=f"{api} budget ({kind}); 0 = unlimited")
         for f in fields(Faults):
-            kind = str if f.name == "error_statuses" else float
-            group.add_argument(f"--{api}-{f.name.replace('_', '-')}", type=kind,
+            parse = str if f.name == "error_statuses" else float  # statuses: "502,503"
+            group.add_argument(f"--{api}-{f.name.replace('_', '-')}", type=parse,
                                dest=f"fault__{api}__{f.name}", metavar="V")
     return p
 

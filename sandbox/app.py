@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-import importlib
-import logging
-from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 
-from sandbox.core import APIS, Faults, Sandbox, SandboxConfig
+from sandbox import customerio, gis, segment, voucherify
+from sandbox.config import APIS, Faults, SandboxConfig
+from sandbox.context import Sandbox
 
-log = logging.getLogger(__name__)
+
+class Simulator(Protocol):
+    """What a simulator module provides (sandbox/pipeline.py describes the contract)."""
+
+    def routes(self, ctx: Sandbox) -> list[BaseRoute]: ...
+
+    def admin_routes(self, ctx: Sandbox) -> list[BaseRoute]: ...
+
+    def reset(self, ctx: Sandbox) -> None: ...
 
 
-def _module(api: str) -> ModuleType | None:
-    """The API's simulator module, or None while it is not written yet."""
-    try:
-        return importlib.import_module(f"sandbox.{api}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"sandbox.{api}":
-            raise
-        log.warning("sandbox.%s is missing: /%s is not served", api, api)
-        return None
+SIMULATORS: dict[str, Simulator] = {
+    "gis": gis, "customerio": customerio, "segment": segment, "voucherify": voucherify}
 
 
 def _body_error(message: str, status: int = 400) -> JSONResponse:
@@ -90,7 +90,7 @@ def admin_routes(ctx: Sandbox) -> list[BaseRoute]:
 
     async def config(request: Request) -> JSONResponse:
         return JSONResponse({"world": ctx.config.world(), "started": ctx.started.isoformat(),
-                             "apis": [a for a in APIS if ctx.data.get(f"_{a}_served")]})
+                             "apis": list(APIS)})
 
     return [
         Route("/reset", reset, methods=["POST"]),
@@ -108,15 +108,10 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     mounts: list[BaseRoute] = []
     admin = admin_routes(ctx)
     for api in APIS:
-        module = _module(api)
-        if module is None:
-            continue
-        ctx.data[f"_{api}_served"] = True
-        if hasattr(module, "reset"):
-            ctx.reset_hooks.append(module.reset)
-        mounts.append(Mount(f"/{api}", routes=module.routes(ctx)))
-        if hasattr(module, "admin_routes"):
-            admin.extend(module.admin_routes(ctx))
+        simulator = SIMULATORS[api]
+        ctx.reset_hooks.append(simulator.reset)
+        mounts.append(Mount(f"/{api}", routes=simulator.routes(ctx)))
+        admin.extend(simulator.admin_routes(ctx))
     for hook in ctx.reset_hooks:
         hook(ctx)
     app = Starlette(routes=[*mounts, Mount("/admin", routes=admin)])

@@ -1,12 +1,12 @@
 """The customer.io Track API simulator: identify, track event, v2 batch.
 
 Bodies are validated against the vendor's OpenAPI file (sandbox/customerio-track-api.
-openapi.json, an identical copy of ../shared/specs/), loaded with the known quirks of
-api-contracts.md (no `servers`, no `discriminator`, `oneOf` read as `anyOf`). openapi-core
-takes ~2 ms per identify and Python jsonschema ~0.2 ms, too slow for 2,000 req/s, so each
-operation's request-body schema is compiled ONCE with jsonschema-rs (JSON Schema 2020-12,
-the dialect of OpenAPI 3.1; `$ref`s resolved inside the same spec document, ~1 us a body);
-Python jsonschema only words the error of a rejected body. Tests check both agree with
+openapi.json, an identical copy of ../shared/specs/), loaded by sandbox/specs.py with the
+quirks of docs/api-contracts.md ("Reading the vendor files"): no `servers`, no
+`discriminator`, `oneOf` read as `anyOf`. openapi-core takes ~2 ms per identify and
+Python jsonschema ~0.2 ms, too slow for 2,000 req/s, so each operation's request-body
+schema is compiled ONCE with jsonschema-rs (`specs.checker`, ~1 us a body); Python
+jsonschema only words the error of a rejected body. Tests check both agree with
 openapi-core on sample bodies.
 
 Stricter than the file in one place, on purpose: a batch `identify` item's attribute
@@ -21,28 +21,23 @@ import json
 import re
 import time
 from collections import Counter
-from functools import cache, lru_cache
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import jsonschema_rs
-from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import credentials as cred
-from sandbox.core import Call, Rejected, Sandbox
-from sandbox.specs import strip_spec
+from sandbox import specs
+from sandbox.context import Sandbox
+from sandbox.pipeline import Call, Rejected
+from sandbox.specs import Checker
 
-SPEC_PATH = Path(__file__).with_name("customerio-track-api.openapi.json")
-SPEC_URI = "urn:customerio-track-api"
+API = "customerio"
+SPEC = specs.CUSTOMERIO_TRACK
 
-# Documented limits (api-contracts.md, customer.io docs)
+# Documented limits (docs/api-contracts.md, section 1)
 MAX_ID_BYTES = 150
 MAX_ATTRIBUTE_NAME_BYTES = 150
 MAX_ATTRIBUTE_VALUE_BYTES = 1000
@@ -57,73 +52,30 @@ RESERVED = {"_update", "_timestamp"}
 
 UNAUTHORIZED = {"meta": {"error": "Unauthorized request"}}
 
-
-# --- the spec ------------------------------------------------------------------------------
-def apply_quirks(node: Any) -> Any:
-    """api-contracts.md "known quirks": drop servers and discriminators, oneOf -> anyOf."""
-    return strip_spec(node, ("servers", "discriminator"), one_of_as_any_of=True)
-
-
-@lru_cache(maxsize=1)
-def spec() -> dict[str, Any]:
-    return apply_quirks(json.loads(SPEC_PATH.read_text()))
-
-
-def _pointer(*parts: str) -> str:
-    """A URI fragment JSON pointer ("{identifier}" must be percent-encoded in a URI)."""
-    return "/".join(quote(p.replace("~", "~0").replace("/", "~1"), safe="~") for p in parts)
-
-
-class Checker:
-    """One schema compiled twice: jsonschema-rs decides (~1 us a body; the Python
-    jsonschema takes ~200 us, openapi-core ~2 ms), Python jsonschema words the error."""
-
-    def __init__(self, ref: str) -> None:
-        self.fast = jsonschema_rs.Draft202012Validator(
-            {"$ref": ref}, validate_formats=True,
-            registry=jsonschema_rs.Registry([(SPEC_URI, spec())]))
-        registry = Registry().with_resource(
-            SPEC_URI, Resource.from_contents(spec(), default_specification=DRAFT202012))
-        self.slow = Draft202012Validator({"$ref": ref}, registry=registry,
-                                         format_checker=FormatChecker())
-
-    def is_valid(self, body: Any) -> bool:
-        return self.fast.is_valid(body)
-
-    def iter_errors(self, body: Any) -> Any:
-        return self.slow.iter_errors(body)
-
-
-@cache
-def validator(*location: str) -> Checker:
-    """A compiled validator for the schema at `location` (path parts) inside the spec."""
-    return Checker(f"{SPEC_URI}#/{_pointer(*location)}")
-
-
-def body_validator(path: str, method: str) -> Checker:
-    return validator("paths", path, method, "requestBody", "content", "application/json",
-                     "schema")
-
-
 IDENTIFY = ("/api/v1/customers/{identifier}", "put")
 TRACK = ("/api/v1/customers/{identifier}/events", "post")
 BATCH = ("/api/v2/batch", "post")
+BODY = ("requestBody", "content", "application/json", "schema")
+
+
+# --- the spec's schemas ---------------------------------------------------------------
+def body_validator(path: str, method: str) -> Checker:
+    """The request body schema of one operation."""
+    return specs.checker(SPEC, "paths", path, method, *BODY)
 
 
 def identify_attribute_validator() -> Checker:
-    return validator("paths", IDENTIFY[0], IDENTIFY[1], "requestBody", "content",
-                     "application/json", "schema", "additionalProperties")
+    return specs.checker(SPEC, "paths", *IDENTIFY, *BODY, "additionalProperties")
 
 
 def schema_validator(name: str) -> Checker | None:
     """The validator of components/schemas/<name>, or None if the spec has no such schema."""
-    return validator("components", "schemas", name) if name in spec()["components"]["schemas"] \
-        else None
+    known = specs.load(SPEC)["components"]["schemas"]
+    return specs.checker(SPEC, "components", "schemas", name) if name in known else None
 
 
 def batch_item_validator() -> Checker:
-    return validator("paths", BATCH[0], BATCH[1], "requestBody", "content",
-                     "application/json", "schema", "properties", "batch", "items")
+    return specs.checker(SPEC, "paths", *BATCH, *BODY, "properties", "batch", "items")
 
 
 def schema_problem(valid: Checker, body: Any,
@@ -181,8 +133,9 @@ def event_problems(event: dict[str, Any], data_key: str) -> tuple[str, str] | No
 
 
 # --- the simulator -------------------------------------------------------------------------
-class CustomerIo:
-    """Profiles (merged attributes), events per person, dedup by event id."""
+class TrackWorkspace:
+    """The customer.io workspace the Track API writes to: profiles (merged attributes),
+    events per person, dedup by event id."""
 
     def __init__(self) -> None:
         self.expected_auth = "Basic " + base64.b64encode(
@@ -190,7 +143,8 @@ class CustomerIo:
         self.identify_body = body_validator(*IDENTIFY)
         self.attribute_value = identify_attribute_validator()
         self.track_body = body_validator(*TRACK)
-        self.standard_event = validator("components", "schemas", "eventsRequest", "anyOf", "0")
+        self.standard_event = specs.checker(SPEC, "components", "schemas", "eventsRequest",
+                                            "anyOf", "0")
         self.batch_item = batch_item_validator()
         self.reset()
 
@@ -302,72 +256,87 @@ class CustomerIo:
 
     def _batch_item(self, index: int, item: Any) -> dict[str, Any] | None:
         """Apply one batch item; its 207 error entry if it is invalid."""
-        def error(reason: str, message: str) -> dict[str, Any]:
-            field, _, text = message.partition(": ") if ": " in message else ("", "", message)
-            return {"batch_index": index, "reason": reason, "field": field, "message": text}
+        problem = self._batch_problem(item)
+        if problem is None:
+            return None
+        reason, message = problem
+        field, _, text = message.partition(": ") if ": " in message else ("", "", message)
+        return {"batch_index": index, "reason": reason, "field": field, "message": text}
 
+    def _batch_problem(self, item: Any) -> tuple[str, str] | None:
+        """(reason, message) when the item is refused; a valid person item is applied."""
         if _size(item) > MAX_BATCH_ITEM_BYTES:
-            return error("too_large", f"item exceeds {MAX_BATCH_ITEM_BYTES} bytes")
-        explain = None
-        if isinstance(item, dict) and item.get("type") == "person":
-            action = str(item.get("action"))
-            explain = schema_validator("identify_person" if action == "identify"
-                                       else f"person_{action}")
-        if (problem := schema_problem(self.batch_item, item, explain)) is not None:
-            return error("invalid", problem)
+            return "too_large", f"item exceeds {MAX_BATCH_ITEM_BYTES} bytes"
+        if (problem := schema_problem(self.batch_item, item, _meant(item))) is not None:
+            return "invalid", problem
         if item.get("type") != "person":
             return None  # objects and deliveries: accepted, not simulated further
         ids = item.get("identifiers") or {}
         person = str(ids.get("id") or (f"email:{ids['email']}" if ids.get("email")
                                         else f"cio_{ids.get('cio_id')}"))
-        action = item.get("action")
-        attributes = item.get("attributes") or {}
-        if action == "identify":
-            for name, value in attributes.items():
-                if not self.attribute_value.is_valid(value):
-                    return error("invalid", f"attributes.{name}: {value!r} is not a string, "
-                                            "integer or boolean")
-            if (limit := attribute_problems(attributes)) is not None:
-                return error("too_large" if limit[0] == "size" else "invalid",
-                             f"attributes: {limit[1]}")
-            self.store_identify(person, attributes)
-        elif action == "event":
+        if item.get("action") == "identify":
+            return self._batch_identify(person, item.get("attributes") or {})
+        if item.get("action") == "event":
             if (limit := event_problems(item, "attributes")) is not None:
-                return error("too_large" if limit[0] == "size" else "invalid", limit[1])
+                return _batch_reason(limit)
             self.store_event(person, item, "attributes")
         return None
 
+    def _batch_identify(self, person: str, attributes: dict[str, Any]) -> tuple[str, str] | None:
+        for name, value in attributes.items():
+            if not self.attribute_value.is_valid(value):
+                return "invalid", f"attributes.{name}: {value!r} is not a string, integer or " \
+                                  "boolean"
+        if (limit := attribute_problems(attributes)) is not None:
+            return _batch_reason((limit[0], f"attributes: {limit[1]}"))
+        self.store_identify(person, attributes)
+        return None
 
-def _cio(ctx: Sandbox) -> CustomerIo:
-    return ctx.data["customerio"]
+
+def _meant(item: Any) -> Checker | None:
+    """The schema of the person action a batch item meant: it words the error better."""
+    if not (isinstance(item, dict) and item.get("type") == "person"):
+        return None
+    action = str(item.get("action"))
+    return schema_validator("identify_person" if action == "identify" else f"person_{action}")
 
 
+def _batch_reason(limit: tuple[str, str]) -> tuple[str, str]:
+    """A v1 limit problem in the batch's words: a size breach is "too_large"."""
+    reason, message = limit
+    return ("too_large" if reason == "size" else "invalid"), message
+
+
+def workspace(ctx: Sandbox) -> TrackWorkspace:
+    return ctx.data[API]
+
+
+# --- module interface for sandbox.app ---------------------------------------------------
 def routes(ctx: Sandbox) -> list[BaseRoute]:
-    cio = ctx.data["customerio"] = CustomerIo()
-    ctx.api("customerio").error_body = lambda status, message: {"meta": {"errors": [message]}}
-    identify = ctx.guarded("customerio", "PUT /api/v1/customers/{identifier}", cio.identify,
-                           cio.auth)
-    track = ctx.guarded("customerio", "POST /api/v1/customers/{identifier}/events", cio.track,
+    cio = ctx.data[API] = TrackWorkspace()
+    ctx.api(API).error_body = lambda status, message: {"meta": {"errors": [message]}}
+    identify = ctx.guarded(API, "PUT /api/v1/customers/{identifier}", cio.identify, cio.auth)
+    track = ctx.guarded(API, "POST /api/v1/customers/{identifier}/events", cio.track,
                         cio.auth)
     # {identifier:path}: an id with an encoded "/" still reaches the right operation.
     return [
         Route("/api/v1/customers/{identifier:path}/events", track, methods=["POST"]),
         Route("/api/v1/customers/{identifier:path}", identify, methods=["PUT"]),
-        ctx.route("customerio", "POST", "/api/v2/batch", cio.batch, auth=cio.auth),
+        ctx.route(API, "POST", "/api/v2/batch", cio.batch, auth=cio.auth),
     ]
 
 
 def reset(ctx: Sandbox) -> None:
-    _cio(ctx).reset()
+    workspace(ctx).reset()
 
 
 def admin_routes(ctx: Sandbox) -> list[BaseRoute]:
     async def profiles(request: Request) -> JSONResponse:
-        cio = _cio(ctx)
+        cio = workspace(ctx)
         return JSONResponse({"profiles": cio.profiles, "identifies": dict(cio.identifies)})
 
     async def events(request: Request) -> JSONResponse:
-        cio = _cio(ctx)
+        cio = workspace(ctx)
         return JSONResponse({"events": cio.events, "duplicates": cio.duplicates})
 
     return [Route("/customerio/profiles", profiles, methods=["GET"]),

@@ -4,7 +4,7 @@ GET /v1/spaces/{space}/collections/users/profiles                       list of 
 GET /v1/spaces/{space}/collections/users/profiles/{profile_id}/traits   traits, paged
 GET /v1/spaces/{space}/collections/users/profiles/{profile_id}/external_ids
 
-Behaviour kept from the real service (api-contracts.md section 2):
+Behaviour kept from the real service (docs/api-contracts.md, section 2):
 - Basic auth: the access token is the user name, the password is empty (ignored).
 - Cursor paging with `limit` and `next`; `cursor.next` is opaque to clients (here: an
   offset for the list and external ids, the first trait key of the next page for traits).
@@ -14,7 +14,7 @@ Behaviour kept from the real service (api-contracts.md section 2):
   the real server decodes it), so `email:a+b@x.com` must be sent as `email:a%2Bb@x.com`.
 - 100 requests/second per space by default (`/admin/limits`). Over it: 429 with the
   vendor body and NO rate headers (the real API sends none, so clients must back off
-  on their own; the core's Retry-After is removed here).
+  on their own; the pipeline's Retry-After is removed here).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox import credentials
-from sandbox.core import Call, Sandbox
-from sandbox.world_profiles import Profile, ProfileWorld
+from sandbox.context import Sandbox
+from sandbox.pipeline import Call, Endpoint, Handler
+from sandbox.worlds.segment import Profile, ProfileWorld
 
 API = "segment"
 BASE = "/v1/spaces/{space}/collections/users/profiles"
@@ -132,7 +133,8 @@ async def traits(request: Request, call: Call) -> Response:
         return error(404, "Profile was not found.")
     limit = page_limit(request, "traits")
     include = request.query_params.get("include")
-    keys = list(profile.traits)
+    all_traits = profile.traits  # loaded from its compact form on each read
+    keys = list(all_traits)
     if include:
         wanted = {k.strip() for k in include.split(",")}
         keys = [k for k in keys if k in wanted]
@@ -144,7 +146,7 @@ async def traits(request: Request, call: Call) -> Response:
             raise BadRequest(f"invalid cursor next={request.query_params['next']!r}") from None
     page = keys[start:start + limit]
     rest = keys[start + limit:]
-    return JSONResponse({"traits": {k: profile.traits[k] for k in page},
+    return JSONResponse({"traits": {k: all_traits[k] for k in page},
                          "cursor": cursor(request, limit, rest[0] if rest else "")})
 
 
@@ -160,7 +162,7 @@ async def external_ids(request: Request, call: Call) -> Response:
                          "cursor": cursor(request, limit, str(end) if end < len(ids) else "")})
 
 
-def in_space(handler):
+def in_space(handler: Handler) -> Handler:
     """Only SEGMENT_SPACE_ID exists; bad query parameters are the vendor's 400."""
 
     async def wrapped(request: Request, call: Call) -> Response:
@@ -174,8 +176,8 @@ def in_space(handler):
     return wrapped
 
 
-def without_rate_headers(endpoint):
-    """The real API's 429 carries no rate headers: drop the core's Retry-After."""
+def without_rate_headers(endpoint: Endpoint) -> Endpoint:
+    """The real API's 429 carries no rate headers: drop the pipeline's Retry-After."""
 
     async def wrapped(request: Request) -> Response:
         response = await endpoint(request)
@@ -186,7 +188,7 @@ def without_rate_headers(endpoint):
     return wrapped
 
 
-def route(ctx: Sandbox, path: str, handler) -> Route:
+def route(ctx: Sandbox, path: str, handler: Handler) -> Route:
     endpoint = ctx.guarded(API, f"GET {path}", in_space(handler), authenticate)
     return Route(path, without_rate_headers(endpoint), methods=["GET"])
 
@@ -208,6 +210,7 @@ def reset(ctx: Sandbox) -> None:
     current = ctx.data.get(API)
     if not (isinstance(current, ProfileWorld) and current.seed == cfg.seed
             and current.count == cfg.profiles):
+        ctx.data[API] = current = None  # the old world goes first (peak memory)
         ctx.data[API] = ProfileWorld(cfg.seed, cfg.profiles)
     state = ctx.api(API)
     if "rps" not in ctx.base.limits.get(API, {}):

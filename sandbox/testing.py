@@ -12,7 +12,7 @@ import requests
 import uvicorn
 
 from sandbox.app import create_app
-from sandbox.core import SandboxConfig, parse_now
+from sandbox.config import SandboxConfig, parse_now
 from sandbox.credentials import env_for
 
 # SandboxServer(**limits) keywords -> (api, budget field)

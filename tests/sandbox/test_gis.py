@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from sandbox import credentials
-from sandbox.world import STEP, World
+from sandbox.worlds.gis import World
+from sandbox.worlds.gis_records import STEP
 
 SHARED_SCHEMA = Path("/work/shared/gis/schema.graphql")
 PACKAGED_SCHEMA = Path(__file__).resolve().parents[2] / "sandbox" / "schema.graphql"

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from sandbox import credentials
-from sandbox.world_profiles import ProfileWorld, generate_profiles
+from sandbox.worlds.segment import ProfileWorld, generate_profiles
 
 AUTH = (credentials.SEGMENT_ACCESS_TOKEN, "")
 BASE62 = set(string.digits + string.ascii_letters)

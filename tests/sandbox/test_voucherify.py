@@ -13,7 +13,7 @@ from openapi_core import Config, OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
-from sandbox import credentials, voucherify
+from sandbox import credentials, specs, voucherify
 
 HEADERS = {"X-App-Id": credentials.VOUCHERIFY_APPLICATION_ID,
            "X-App-Token": credentials.VOUCHERIFY_SECRET_KEY}
@@ -141,8 +141,9 @@ def one_of_as_any_of(node: Any) -> Any:
 
 def test_action_body_matches_the_vendor_response_schema(vf, sandbox_env) -> None:
     # The result is a oneOf of overlapping schemas (any bulk result matches several):
-    # read it as anyOf, the same quirk api-contracts.md names for customer.io.
-    spec = one_of_as_any_of(voucherify.spec_dict(voucherify.ASYNC_SPEC))
+    # read it as anyOf, the same quirk docs/api-contracts.md ("Reading the vendor files")
+    # names for customer.io.
+    spec = one_of_as_any_of(specs.load(specs.VOUCHERIFY_ASYNC_ACTIONS))
     api = OpenAPI.from_dict(spec, config=Config(spec_validator_cls=None))
     action_id = bulk(vf, sandbox_env, [customer(1), customer(2, email="bad")])
     for body in (vf.get(url(sandbox_env, f"/v1/async-actions/{action_id}"), timeout=10).json(),
@@ -152,9 +153,8 @@ def test_action_body_matches_the_vendor_response_schema(vf, sandbox_env) -> None
         response = MockResponse(json.dumps(body).encode(), status_code=200)
         api.validate_response(request, response)
     # ... so check the final result against the CUSTOMERS.BULK_UPDATE schema itself.
-    result_schema = voucherify._inline(
-        {"$ref": "#/components/schemas/AsyncActionResultCustomersBulkUpdateResponseBody"},
-        voucherify.spec_dict(voucherify.ASYNC_SPEC))
+    result_schema = specs.inlined(specs.VOUCHERIFY_ASYNC_ACTIONS, "components", "schemas",
+                                  "AsyncActionResultCustomersBulkUpdateResponseBody")
     OAS30Validator(result_schema, format_checker=oas30_format_checker).validate(body["result"])
 
 
@@ -229,7 +229,7 @@ def test_single_upsert_is_checked_against_the_spec_too(vf, sandbox_env) -> None:
 
 
 def test_derived_bulk_validator_agrees_with_openapi_core() -> None:
-    api = voucherify.openapi(voucherify.CUSTOMERS_SPEC)
+    api = specs.openapi(specs.VOUCHERIFY_CUSTOMERS)
     bodies = [[customer(1)], [customer(1, birthdate="1990-13-45")], [customer(1, name=None)],
               [{"name": "no source id"}], [customer(1, address=None)], [customer(1, email=5)],
               {"source_id": "not an array"}, [customer(1, birthday="2001-02-03")]]
@@ -247,8 +247,8 @@ def test_derived_bulk_validator_agrees_with_openapi_core() -> None:
 def test_spec_copies_are_identical_to_the_shared_files() -> None:
     if not SHARED_SPECS.is_dir():
         pytest.skip(f"{SHARED_SPECS} is not checked out here")
-    for name in (voucherify.CUSTOMERS_SPEC, voucherify.ASYNC_SPEC):
-        assert (voucherify.SPEC_DIR / name).read_bytes() == (SHARED_SPECS / name).read_bytes()
+    for name in (specs.VOUCHERIFY_CUSTOMERS, specs.VOUCHERIFY_ASYNC_ACTIONS):
+        assert (specs.SPEC_DIR / name).read_bytes() == (SHARED_SPECS / name).read_bytes()
 
 
 # --- rate limits and faults ----------------------------------------------------------------
