@@ -89,6 +89,8 @@ def fleet_env(redis_url: str, sandbox: bool) -> tuple[dict[str, str], list[str]]
     # The processes run in .run/fleet; the sandbox is not part of the installed package
     # (it runs from the checkout), so the checkout goes on their path.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    # Flower's configuration, as in compose: /metrics behind the login.
+    env["FLOWER_CONF"] = str(ROOT / "deploy" / "flowerconfig.py")
     # The login compose uses (environment or .env), else a fresh one for this run.
     env["FLOWER_BASIC_AUTH"] = (os.environ.get("FLOWER_BASIC_AUTH")
                                 or from_env_file("FLOWER_BASIC_AUTH")
