@@ -153,3 +153,9 @@ def test_make_install_and_the_images_use_the_locks():
     for name in LOCKS:
         assert f"-o requirements/{name}.txt" in makefile
         assert "make lock" in (ROOT / "requirements" / f"{name}.txt").read_text()[:200]
+
+
+def test_readme_documents_how_to_regenerate_the_locks():
+    readme = (ROOT / "README.md").read_text()
+    assert "make lock" in readme
+    assert (ROOT / "requirements").is_dir()
