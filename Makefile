@@ -47,7 +47,7 @@ lock: | $(BIN)/python
 floors: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet 'uv>=0.5'
 	rm -rf .run/venv-floors
-	$(BIN)/uv venv --quiet --python $(PYTHON) .run/venv-floors
+	$(BIN)/uv venv --quiet --seed --python $(PYTHON) .run/venv-floors
 	VIRTUAL_ENV=.run/venv-floors $(BIN)/uv pip install --quiet --resolution lowest-direct -e '.[test]'
 	.run/venv-floors/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
