@@ -1,6 +1,10 @@
-# The fleet's one image: worker, beat, flower and the sandbox differ only by command.
+# Two images from one file (docker-compose.yml picks the target):
+#   fleet    the default (last stage): worker, beat and Flower, which differ only by command
+#   sandbox  the local simulators of the four APIs (compose profile "sandbox"); never in fleet
+# Dependencies come from the hash-checked locks in requirements/ (`make lock`) and are
+# installed before any code is copied: a code change rebuilds only the last layers.
 # No secrets here: they come from the environment (.env via docker compose) at run time.
-FROM python:3.11-slim
+FROM python:3.11-slim AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -10,17 +14,33 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # An unprivileged user owns nothing but its home and the working directory
 # (beat writes its celerybeat-schedule file there); the code stays root-owned.
 RUN groupadd --system app && useradd --system --gid app --create-home --home-dir /home/app app
-
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY worker/ worker/
-COPY beat/ beat/
+
+# The fleet's dependencies, exactly as locked: rebuilt only when the lock changes.
+FROM base AS fleet-deps
+COPY requirements/fleet.txt /tmp/requirements/fleet.txt
+RUN pip install --no-deps --require-hashes -r /tmp/requirements/fleet.txt
+
+# The sandbox: its own stack on top of the fleet's locked dependencies, and its code, which
+# runs from the working directory (`python -m sandbox`); the fleet's package is not needed.
+FROM fleet-deps AS sandbox
+COPY requirements/sandbox.txt /tmp/requirements/sandbox.txt
+RUN pip install --no-deps --require-hashes -r /tmp/requirements/sandbox.txt
 COPY sandbox/ sandbox/
-COPY scripts/ scripts/
-# `sandbox/` carries its own data files (schemas, specs), so copying the package copies them.
-RUN pip install . && chown app:app /app
+USER app
+CMD ["python", "-m", "sandbox", "--host", "0.0.0.0", "--port", "8500"]
+
+# The fleet: its package, without dependencies (they are all above), built from a scratch
+# copy of the code that is removed again, so what runs is the installed package.
+FROM fleet-deps AS fleet
+COPY pyproject.toml README.md /tmp/syncfleet/
+COPY worker/ /tmp/syncfleet/worker/
+COPY beat/ /tmp/syncfleet/beat/
+RUN pip install --no-deps /tmp/syncfleet && rm -rf /tmp/syncfleet && chown app:app /app
+# Flower's configuration (FLOWER_CONF in docker-compose.yml): /metrics behind the login.
+COPY deploy/flowerconfig.py /etc/syncfleet/flowerconfig.py
 
 USER app
 
 # Overridden per service in docker-compose.yml; exec form so signals reach Celery.
-CMD ["celery", "-A", "worker", "worker", "--loglevel=INFO"]
+CMD ["celery", "-A", "worker", "worker", "--pool=prefork", "--concurrency=4"]

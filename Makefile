@@ -3,14 +3,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean install
+.PHONY: run test lint bench clean install lock floors
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+# The locked versions (requirements/dev.txt: the fleet, the sandbox, honcho, the test tools),
+# hash-checked, then the project itself, editable.
+$(VENV)/.installed: pyproject.toml requirements/dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -26,6 +29,27 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+
+# Regenerate the locks from pyproject.toml with uv (a development tool only: the images and
+# `make install` use pip). Existing pins are kept unless UPGRADE=1. dev.txt is resolved
+# first and pins the other two, so the three never disagree on a version.
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	$(UV_COMPILE) --extra test -o requirements/dev.txt
+	$(UV_COMPILE) --extra sandbox -c requirements/dev.txt -o requirements/sandbox.txt
+	$(UV_COMPILE) -c requirements/dev.txt -o requirements/fleet.txt
+
+# The floors of pyproject.toml, tested: every direct dependency at the lowest version it
+# allows (uv's lowest-direct resolution) in .run/venv-floors, then the tests
+# (PYTEST_ARGS='--deselect tests/fleet/test_install.py' skips the fresh-venv installs).
+floors: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet 'uv>=0.5'
+	rm -rf .run/venv-floors
+	$(BIN)/uv venv --quiet --seed --python $(PYTHON) .run/venv-floors
+	VIRTUAL_ENV=.run/venv-floors $(BIN)/uv pip install --quiet --resolution lowest-direct -e '.[test]'
+	.run/venv-floors/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache

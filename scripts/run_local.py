@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = Path(os.environ.get("SYNCFLEET_RUN_DIR", ROOT / ".run"))  # state: Redis AOF, beat
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(1, str(ROOT))  # the sandbox runs from the checkout, not the installed package
 # pydantic-settings reads .env relative to the working directory; the processes run in
 # .run/fleet (beat's schedule file lands there), so name the file explicitly.
 os.environ.setdefault("SYNCFLEET_ENV_FILE", str(ROOT / ".env"))
@@ -85,6 +86,11 @@ def fleet_env(redis_url: str, sandbox: bool) -> tuple[dict[str, str], list[str]]
     """The environment for honcho's processes, and the lines to print once."""
     env = dict(os.environ, REDIS_URL=redis_url, PYTHONUNBUFFERED="1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    # The processes run in .run/fleet; the sandbox is not part of the installed package
+    # (it runs from the checkout), so the checkout goes on their path.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    # Flower's configuration, as in compose: /metrics behind the login.
+    env["FLOWER_CONF"] = str(ROOT / "deploy" / "flowerconfig.py")
     # The login compose uses (environment or .env), else a fresh one for this run.
     env["FLOWER_BASIC_AUTH"] = (os.environ.get("FLOWER_BASIC_AUTH")
                                 or from_env_file("FLOWER_BASIC_AUTH")
@@ -109,6 +115,11 @@ def fleet_env(redis_url: str, sandbox: bool) -> tuple[dict[str, str], list[str]]
 
 
 def run_honcho(env: dict[str, str], processes: list[str]) -> int:
+    import importlib.util
+
+    if importlib.util.find_spec("honcho") is None:
+        sys.exit("run_local: honcho is not installed: pip install -e '.[local]' "
+                 "(`make run` installs it)")
     workdir = RUN_DIR / "fleet"
     workdir.mkdir(parents=True, exist_ok=True)
     # `-e /dev/null`: settings read .env themselves, below the variables set here.

@@ -1,9 +1,11 @@
-"""docker-compose.yml kept honest without a Docker engine.
+"""docker-compose.yml and the Dockerfile kept honest without a Docker engine.
 
-The static tests read the file for the properties a production fleet needs; the live
-test starts the services' own commands (read from the file) as local processes against
-a Redis started from the compose file's redis command, and checks what compose would:
-the worker answers its health check, beat sends the GIS scan, Flower wants a login.
+The static tests read the files for the properties a production fleet needs (health checks,
+limits, log rotation, the image's layers and targets); the live test starts the services'
+own commands (read from the file) as local processes against a Redis started from the
+compose file's redis command, and checks what compose would: Redis's memory cap is in
+force, every health check passes when run as the file says, beat sends the GIS scan,
+Flower wants a login everywhere but /healthcheck.
 """
 
 from __future__ import annotations
@@ -18,17 +20,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis as redis_py
 import requests
 from celery import Celery
+from celery.beat import DEFAULT_MAX_INTERVAL, PersistentScheduler
 
 from tests.support import ROOT, wait_for
 from tests.support.compose import (
     MissingVariable,
     command,
+    dockerfile_stages,
     environment,
+    image_source,
     interpolate,
     load,
     service,
+    stage_chain,
 )
 from tests.support.processes import Process
 from worker.settings import Settings
@@ -39,6 +46,7 @@ from redis_server import free_port, server_binary, wait_ready  # noqa: E402
 COMPOSE = load()
 SECRETS = {"REDIS_PASSWORD": "Pw4compose7test", "FLOWER_BASIC_AUTH": "tester:fl0wer-pass"}
 FLEET = ("worker", "beat", "flower")
+LONG_RUNNING = ("redis", "worker", "beat", "flower", "sandbox")
 
 
 def duration_seconds(text: str) -> float:
@@ -48,13 +56,41 @@ def duration_seconds(text: str) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
+def size_bytes(text: str) -> int:
+    """A compose memory size (512m, 1g) or a Redis one (256mb, 1gb) in bytes."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?)b?", str(text).strip().lower())
+    assert m, f"not a memory size: {text!r}"
+    return int(float(m.group(1)) * 1024 ** " kmg".index(m.group(2) or " "))
+
+
+def limits(name: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    raw = service(name)["deploy"]["resources"]["limits"]
+    return {key: interpolate(str(value), env or {}) for key, value in raw.items()}
+
+
+def health_command(name: str) -> list[str]:
+    """A service's health check as argv (CMD) or a shell line (CMD-SHELL), $$ unescaped."""
+    test = [interpolate(part, {}) for part in service(name)["healthcheck"]["test"]]
+    if test[0] == "CMD-SHELL":
+        return ["sh", "-c", " ".join(test[1:])]
+    assert test[0] == "CMD", test
+    return test[1:]
+
+
 # ---- the file's properties -------------------------------------------------------------
 
-def test_redis_is_persistent_password_protected_and_never_evicts():
+def test_redis_is_persistent_password_protected_capped_and_never_evicts():
     cmd = command("redis", SECRETS)
     joined = " ".join(cmd)
     assert "--appendonly yes" in joined
     assert "--maxmemory-policy noeviction" in joined
+    # A memory cap, from .env (REDIS_MAXMEMORY), well inside the container's own limit: the
+    # AOF rewrite forks, and the copy-on-write pages need room beside the data.
+    maxmemory = cmd[cmd.index("--maxmemory") + 1]
+    assert maxmemory == "256mb"
+    assert command("redis", {**SECRETS, "REDIS_MAXMEMORY": "1gb"})[cmd.index("--maxmemory") + 1] \
+        == "1gb"
+    assert size_bytes(maxmemory) * 2 <= size_bytes(limits("redis")["memory"])
     assert cmd[cmd.index("--requirepass") + 1] == SECRETS["REDIS_PASSWORD"]
     redis = service("redis")
     assert redis["image"].startswith("redis:7")
@@ -75,7 +111,9 @@ def test_compose_refuses_to_start_without_the_redis_password():
 
 def test_worker_is_scalable_and_stops_warm():
     worker = service("worker")
-    assert worker["command"] == ["celery", "-A", "worker", "worker", "--loglevel=INFO"]
+    assert worker["command"] == ["celery", "-A", "worker", "worker", "--pool=prefork",
+                                 "--concurrency=4"]
+    assert worker["build"] == {"context": ".", "target": "fleet"}
     assert "container_name" not in worker and "ports" not in worker
     check = " ".join(worker["healthcheck"]["test"])
     assert "celery -A worker inspect ping -d celery@$${HOSTNAME}" in check
@@ -97,9 +135,19 @@ def test_exactly_one_beat_and_no_embedded_beat():
             assert "beat" not in cmd and "--beat" not in cmd and "-B" not in cmd, name
 
 
+def test_no_command_sets_a_log_level():
+    # The app configures logging from LOG_LEVEL itself: a flag would override it.
+    for name, svc in COMPOSE["services"].items():
+        cmd = " ".join(svc.get("command") or [])
+        assert "--loglevel" not in cmd and " -l " not in f"{cmd} ", name
+
+
 def test_flower_needs_a_login_and_listens_on_localhost_only():
     flower = service("flower")
-    assert flower["command"][:4] == ["celery", "-A", "worker", "flower"]
+    assert flower["command"] == ["celery", "-A", "worker", "flower", "--port=5555"]
+    # Its configuration file (the /metrics login) is the one the image has from deploy/.
+    conf = environment("flower", SECRETS)["FLOWER_CONF"]
+    assert image_source(conf) == ROOT / "deploy" / "flowerconfig.py"
     with pytest.raises(MissingVariable, match="FLOWER_BASIC_AUTH"):
         environment("flower", {"REDIS_PASSWORD": "x"})
     assert environment("flower", SECRETS)["FLOWER_BASIC_AUTH"] == SECRETS["FLOWER_BASIC_AUTH"]
@@ -119,31 +167,111 @@ def test_sandbox_profile_and_override_point_the_fleet_at_it():
 
     sandbox = service("sandbox")
     assert sandbox["profiles"] == ["sandbox"]
+    # Its own image, built from the Dockerfile's sandbox target: the fleet's has no sandbox.
+    assert sandbox["build"] == {"context": ".", "target": "sandbox"}
+    assert sandbox["image"] != service("worker")["image"]
+    assert {service(n)["image"] for n in FLEET} == {"syncfleet:latest"}
     cmd = sandbox["command"]
     assert cmd[:3] == ["python", "-m", "sandbox"] and cmd[cmd.index("--port") + 1] == "8500"
     override = load("docker-compose.sandbox.yml")
     expected = env_for("http://sandbox:8500")
     for name in ("worker", "beat", "flower"):
         assert override["services"][name]["environment"] == expected, name
+    for name in ("worker", "beat"):  # the first scan finds the sandbox up
+        assert override["services"][name]["depends_on"]["sandbox"] == {
+            "condition": "service_healthy"}, name
+
+
+def test_every_long_running_service_has_a_health_check():
+    assert set(COMPOSE["services"]) == set(LONG_RUNNING)
+    for name in LONG_RUNNING:
+        check = service(name)["healthcheck"]
+        assert check["test"][0] in ("CMD", "CMD-SHELL"), name
+        assert duration_seconds(check["interval"]) and check["retries"] >= 3, name
+        assert duration_seconds(check.get("timeout", "30s")) < duration_seconds(
+            check["interval"]), name
+
+
+def test_beats_health_check_allows_for_how_often_beat_saves_its_schedule():
+    # Beat saves its schedule file every sync_every seconds, checked after each sleep of at
+    # most beat_max_loop_interval: a younger file than that must always count as alive.
+    from worker import app
+
+    check = " ".join(service("beat")["healthcheck"]["test"])
+    assert "celerybeat-schedule" in check
+    max_age = int(re.search(r"> (\d+)", check).group(1))
+    loop = app.conf.beat_max_loop_interval or DEFAULT_MAX_INTERVAL
+    assert max_age > PersistentScheduler.sync_every + loop
+
+
+def test_every_service_has_limits_sized_for_a_small_vm_and_overridable():
+    total_cpus, total_memory = 0.0, 0
+    for name in LONG_RUNNING:
+        limit = limits(name)
+        total_cpus += float(limit["cpus"])
+        total_memory += size_bytes(limit["memory"])
+        assert 0 < float(limit["cpus"]) <= 2, name  # a 2-core VM
+    # The fleet without the sandbox fits a 4 GB VM even with every limit reached.
+    assert total_memory - size_bytes(limits("sandbox")["memory"]) <= 3 * 1024 ** 3
+    # The fleet's limits come from .env (.env.example, "docker compose only").
+    for name in ("redis", "worker", "beat", "flower"):
+        prefix = name.upper()
+        raised = limits(name, {f"{prefix}_CPUS": "2", f"{prefix}_MEMORY_LIMIT": "3g"})
+        assert raised == {"cpus": "2", "memory": "3g"}, name
+
+
+def test_every_service_rotates_its_logs():
+    for name in LONG_RUNNING:
+        logging = service(name)["logging"]
+        assert logging["driver"] == "json-file", name
+        assert size_bytes(logging["options"]["max-size"]) <= 100 * 1024 ** 2, name
+        assert 1 <= int(logging["options"]["max-file"]) <= 10, name
 
 
 def test_dockerfile_runs_unprivileged_without_secrets():
-    lines = [ln.strip() for ln in (ROOT / "Dockerfile").read_text().splitlines()
-             if ln.strip() and not ln.strip().startswith("#")]
-    assert lines[0] == "FROM python:3.11-slim"
-    users = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
-    assert users and users[-1] not in ("root", "0"), "the image must end as a non-root user"
-    assert lines.index(f"USER {users[-1]}") > max(i for i, ln in enumerate(lines)
-                                                  if ln.startswith("RUN "))
-    assert lines[-1].startswith("CMD [")  # exec form
-    text = "\n".join(lines)
-    assert "pip install ." in text
-    for package in ("worker/", "beat/", "sandbox/", "scripts/"):
-        assert f"COPY {package}" in text
-    assert not re.search(r"(?i)^(ENV|ARG)\b.*(KEY|TOKEN|SECRET|PASSWORD|BASIC_AUTH)", text, re.M)
-    assert "COPY . " not in text and ".env" not in text
+    text = (ROOT / "Dockerfile").read_text()
+    stages = dockerfile_stages(text)
+    assert next(iter(stages.values())).base == "python:3.11-slim"
+    for target in ("fleet", "sandbox"):
+        instructions = [i for stage in stage_chain(target, stages) for i in stage.instructions]
+        users = [args for op, args in instructions if op == "USER"]
+        assert users and users[-1] not in ("root", "0"), f"{target} must end non-root"
+        last_run = max(i for i, (op, _) in enumerate(instructions) if op == "RUN")
+        assert instructions.index(("USER", users[-1])) > last_run, target
+        assert instructions[-1][0] == "CMD" and instructions[-1][1].startswith("["), target
+    code = "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("#"))
+    assert not re.search(r"(?i)^(ENV|ARG)\b.*(KEY|TOKEN|SECRET|PASSWORD|BASIC_AUTH)", code, re.M)
+    assert "COPY . " not in code and ".env" not in code
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert ".env" in ignored and ".git" in ignored
+
+
+def test_dockerfile_installs_locked_dependencies_before_the_code():
+    stages = dockerfile_stages()
+    # The fleet is the default target (the last stage): `docker build .` gives the fleet.
+    assert list(stages)[-1] == "fleet"
+    for target, lock in (("fleet", "requirements/fleet.txt"),
+                         ("sandbox", "requirements/sandbox.txt")):
+        steps = [i for stage in stage_chain(target, stages) for i in stage.instructions]
+        copies = [args.split()[0] for op, args in steps if op == "COPY"]
+        installs = [i for i, (op, args) in enumerate(steps)
+                    if op == "RUN" and "pip install" in args and "--require-hashes -r" in args]
+        assert installs, target
+        # Every dependency layer comes before the first copy of code (layer caching).
+        first_code = min(i for i, (op, args) in enumerate(steps)
+                         if op == "COPY" and not args.startswith("requirements/"))
+        assert max(installs) < first_code, target
+        assert lock in copies, target
+        for i in installs:
+            assert "--no-deps" in steps[i][1], "a lock is complete: nothing beyond it"
+    fleet = [i for stage in stage_chain("fleet", stages) for i in stage.instructions]
+    # The project itself: after its code, without dependencies (they are all locked above).
+    project = [args for op, args in fleet if op == "RUN" and "pip install --no-deps /" in args]
+    assert len(project) == 1
+    copied = " ".join(args for op, args in fleet if op == "COPY")
+    assert "worker/" in copied and "beat/" in copied
+    # Neither the sandbox's code nor its stack, nor honcho or the test tools, in the fleet.
+    assert "sandbox" not in copied and "dev.txt" not in copied
 
 
 # ---- the services, for real --------------------------------------------------------------
@@ -168,9 +296,11 @@ def compose_stack(tmp_path: Path) -> Iterator[dict]:
             args = command(name, SECRETS)
             if name == "flower":  # compose maps the port; here it must be a free one
                 args = [a.replace("--port=5555", f"--port={flower_port}") for a in args]
+                # The image's copy of the file is this repository's.
+                env["FLOWER_CONF"] = str(image_source(env["FLOWER_CONF"]))
             started.append(Process(name, args, env, cwd=tmp_path, logs=tmp_path))
         yield {"redis_port": port, "redis_proc": redis, "flower_port": flower_port,
-               "services": {s.name: s for s in started}, "env": env}
+               "services": {s.name: s for s in started}, "env": env, "workdir": tmp_path}
     finally:
         for svc in started:
             svc.stop()
@@ -212,30 +342,53 @@ def test_compose_services_start_and_answer(compose_stack):
         out = subprocess.run(args, env=without, capture_output=True, text=True, timeout=10)
         assert "NOAUTH" in out.stdout + out.stderr
 
-    # worker: answers ping through the password-protected Redis.
+    # redis: the memory cap is in force, with no eviction.
     url = compose_stack["env"]["REDIS_URL"]
+    client_redis = redis_py.Redis.from_url(url)
+    try:
+        config = client_redis.config_get("maxmemory*")
+    finally:
+        client_redis.close()
+    assert int(config["maxmemory"]) == size_bytes("256mb")
+    assert config["maxmemory-policy"] == "noeviction"
+
+    # worker: answers ping through the password-protected Redis.
     node = f"celery@{socket.gethostname()}"
     client = Celery(broker=url, backend=url)
     try:
         wait_for(lambda: any(node in r for r in client.control.ping(timeout=0.5) or []),
                  "the worker to answer ping", alive=everything)
         # ... and the compose health check itself passes ($$ is compose's escape for $).
-        check = " ".join(service("worker")["healthcheck"]["test"][1:]).replace("$$", "$")
         env = {**compose_stack["env"], "HOSTNAME": socket.gethostname()}
-        result = subprocess.run(["sh", "-c", check], env=env, cwd=ROOT, capture_output=True,
-                                text=True, timeout=30)
+        result = subprocess.run(health_command("worker"), env=env, cwd=ROOT,
+                                capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, result.stdout + result.stderr
+
+        # beat: started, and the GIS scans it sends reach the worker through Redis: the
+        # worker counts them (whether gis.scan then succeeds is the GIS job's business, not
+        # the plumbing's; and no log level is assumed).
+        def scans_taken() -> int:
+            stats = client.control.inspect([node], timeout=1).stats() or {}
+            return stats.get(node, {}).get("total", {}).get("gis.scan", 0)
+
+        wait_for(scans_taken, "beat's gis.scan at the worker", alive=everything)
     finally:
         client.close()
-
-    # beat: started, and the GIS scan it sends reaches the worker through Redis
-    # (whether gis.scan then succeeds is the GIS job's business, not the plumbing's).
-    # (The worker's banner lists "gis.scan" too: match a received message, not the name.)
-    received = re.compile(r"gis\.scan\[[0-9a-f-]{36}\] received|unregistered task of type "
-                          r"'gis\.scan'")
-    wait_for(lambda: received.search(svc["worker"].log()), "beat's gis.scan at the worker",
-             alive=everything)
     assert "celery beat" in svc["beat"].log() and "is starting" in svc["beat"].log()
+
+    # beat's health check, run where beat runs (its working directory): passes while beat
+    # keeps its schedule file fresh, fails once the file is older than the check allows.
+    workdir = compose_stack["workdir"]
+
+    def beat_check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(health_command("beat"), env=compose_stack["env"], cwd=workdir,
+                              capture_output=True, text=True, timeout=30)
+
+    wait_for(lambda: beat_check().returncode == 0, "beat's health check to pass",
+             alive=everything)
+    for schedule in workdir.glob("celerybeat-schedule*"):
+        os.utime(schedule, (0, 0))
+    assert beat_check().returncode != 0
 
     # flower: open health check, everything else behind the login.
     base = f"http://127.0.0.1:{compose_stack['flower_port']}"
@@ -251,7 +404,17 @@ def test_compose_services_start_and_answer(compose_stack):
     assert requests.get(f"{base}/", timeout=5).status_code == 401
     assert requests.get(f"{base}/", auth=(user, "wrong"), timeout=5).status_code == 401
     assert requests.get(f"{base}/api/workers", timeout=5).status_code == 401
+    assert requests.get(f"{base}/metrics", timeout=5).status_code == 401
+    assert requests.get(f"{base}/metrics", auth=(user, "wrong"), timeout=5).status_code == 401
     assert requests.get(f"{base}/", auth=(user, password), timeout=5).status_code == 200
+    metrics = requests.get(f"{base}/metrics", auth=(user, password), timeout=5)
+    assert metrics.status_code == 200 and "flower_" in metrics.text
+    # ... and the compose health check itself passes (the published port is a free one here).
+    check = [part.replace(":5555/", f":{compose_stack['flower_port']}/")
+             for part in health_command("flower")]
+    result = subprocess.run(check, env=compose_stack["env"], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
     workers = requests.get(f"{base}/api/workers?refresh=1", auth=(user, password), timeout=15)
     assert workers.status_code == 200 and node in workers.json()
 
@@ -259,3 +422,22 @@ def test_compose_services_start_and_answer(compose_stack):
     svc["worker"].stop()
     assert svc["worker"].proc.returncode is not None
     assert "Warm shutdown" in svc["worker"].log()
+
+
+def test_every_compose_variable_is_in_env_example_with_its_default():
+    example = (ROOT / ".env.example").read_text()
+    shown = dict(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]*)=(.*)$", example, re.M))
+    text = "\n".join((ROOT / name).read_text()
+                     for name in ("docker-compose.yml", "docker-compose.sandbox.yml"))
+    for name, default in re.findall(r"(?<!\$)\$\{(\w+)(?::-([^}]*))?", text):
+        assert name in shown, f"{name}: add it to .env.example (docker compose only)"
+        if default:
+            assert shown[name] == default, f"{name}: .env.example shows {shown[name]!r}"
+
+
+def test_make_run_gives_flower_the_same_configuration_file(monkeypatch):
+    import run_local
+
+    monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
+    env, _ = run_local.fleet_env("redis://127.0.0.1:1/0", sandbox=False)
+    assert Path(env["FLOWER_CONF"]) == image_source(environment("flower", SECRETS)["FLOWER_CONF"])

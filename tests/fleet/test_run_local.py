@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from celery import Celery
 
 from tests.support import ROOT, wait_for
 from tests.support.processes import Process
@@ -65,10 +66,17 @@ def test_make_run_starts_the_fleet_and_ctrl_c_stops_all_of_it(tmp_path: Path):
     run = Process("make-run", [sys.executable, "scripts/run_local.py", "--sandbox"], env,
                   logs=tmp_path)
     try:
-        output = wait_for(lambda: re.search(r"celery@\S+ ready", run.log()) and run.log(),
-                          "the worker to be ready", 45, alive=[run])
+        # The worker's readiness from the worker itself (a ping), whatever its log level.
+        output = wait_for(lambda: re.search(r"Flower: .*\(login \S+\)", run.log()) and run.log(),
+                          "make run's banner", 45, alive=[run])
         login = re.search(r"login (\S+?):(\S+)\)", output).groups()
         redis_port = int(re.search(r"Redis:\s+redis://127\.0\.0\.1:(\d+)/0", output).group(1))
+        client = Celery(broker=f"redis://127.0.0.1:{redis_port}/0")
+        try:
+            wait_for(lambda: client.control.ping(timeout=0.5), "the worker to answer ping", 60,
+                     alive=[run])
+        finally:
+            client.close()
         base = f"http://127.0.0.1:{flower_port}"
         wait_for(lambda: listening(flower_port), "flower", 30, alive=[run])
         assert requests.get(f"{base}/", timeout=5).status_code == 401

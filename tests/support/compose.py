@@ -1,9 +1,12 @@
-"""Read docker-compose.yml and the Procfile the way docker compose and honcho do."""
+"""Read docker-compose.yml, the Procfile and the Dockerfile the way docker compose, honcho
+and docker build do."""
 
 from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -67,3 +70,58 @@ def procfile() -> dict[str, str]:
 def procfile_command(name: str, env: dict[str, str] | None = None) -> list[str]:
     """A Procfile line as the shell would run it (defaults of ${VAR:-x} when unset)."""
     return shlex.split(interpolate(procfile()[name], env or {}))
+
+
+# ---- the Dockerfile, read the way `docker build` does (enough for our own file) ----------
+
+@dataclass
+class Stage:
+    """One `FROM base AS name` stage and its instructions, in order."""
+
+    name: str
+    base: str
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def commands(self, instruction: str) -> list[str]:
+        return [args for op, args in self.instructions if op == instruction]
+
+
+def dockerfile_stages(text: str | None = None) -> dict[str, Stage]:
+    """The Dockerfile's stages by name (insertion order = file order)."""
+    text = (ROOT / "Dockerfile").read_text() if text is None else text
+    joined = re.sub(r"\\\n", " ", text)  # continuation lines
+    stages: dict[str, Stage] = {}
+    current: Stage | None = None
+    for raw in joined.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        op, _, args = line.partition(" ")
+        op, args = op.upper(), " ".join(args.split())
+        if op == "FROM":
+            parts = args.split()
+            name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else str(len(stages))
+            current = stages[name] = Stage(name, parts[0])
+        else:
+            assert current is not None, f"{op} before FROM"
+            current.instructions.append((op, args))
+    return stages
+
+
+def stage_chain(target: str, stages: dict[str, Stage] | None = None) -> list[Stage]:
+    """The stages a target is built from, the first (FROM an image) first."""
+    stages = stages or dockerfile_stages()
+    chain = [stages[target]]
+    while chain[0].base in stages:
+        chain.insert(0, stages[chain[0].base])
+    return chain
+
+
+def image_source(path: str, target: str = "fleet") -> Path:
+    """The file of this repository that the target's image has at `path` (a COPY)."""
+    for stage in reversed(stage_chain(target)):
+        for args in reversed(stage.commands("COPY")):
+            *sources, dest = args.split()
+            if dest == path and len(sources) == 1:
+                return ROOT / sources[0]
+    raise AssertionError(f"the {target} image copies nothing to {path}")
