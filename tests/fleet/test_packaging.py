@@ -66,7 +66,7 @@ def dependency(name: str) -> str:
 def test_plain_install_is_the_fleet_alone():
     assert names(PROJECT["dependencies"]) == {
         "celery", "kombu", "redis", "requests", "flower", "pydantic-settings", "python-ulid",
-        "limits", "rich"}
+        "limits", "rich", "prometheus-client"}
     assert "redis" in Requirement(dependency("celery")).extras
 
 

@@ -3,13 +3,9 @@ lists both jobs' runs."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 
-from tests.support import ROOT
+from tests.support.cli import syncfleet, syncfleet_json
 from worker import runs
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -55,13 +51,10 @@ def test_cli_runs_lists_both_jobs(redis_url, redis_client):
     runs.finish("gis", "scan-1", {"run_id": "scan-1", "kind": "scan",
                                   "status": "finished_with_errors"})
     runs.start("segment", "mig-1", "migration")
-    env = {**os.environ, "REDIS_URL": redis_url}
-    shown = subprocess.run([sys.executable, "-m", "worker", "runs", "--json"], cwd=ROOT,
-                           env=env, capture_output=True, text=True, timeout=60)
-    assert shown.returncode == 0, shown.stderr
-    listed = {(r["job"], r["run_id"], r["status"]) for r in json.loads(shown.stdout)}
+    code, shown = syncfleet_json("runs", REDIS_URL=redis_url)
+    assert code == 0
+    listed = {(r["job"], r["run_id"], r["status"]) for r in shown}
     assert listed == {("gis", "scan-1", "finished_with_errors"),
                       ("segment", "mig-1", "running")}
-    table = subprocess.run([sys.executable, "-m", "worker", "runs"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=60).stdout
+    table = syncfleet("runs", REDIS_URL=redis_url).stdout
     assert "scan-1" in table and "mig-1" in table and "finished_with_errors" in table
