@@ -10,6 +10,10 @@ GIS_HOME_LC_ID = 1340
 
 CUSTOMERIO_SITE_ID = "sandbox-site"
 CUSTOMERIO_API_KEY = "sandbox-track-key"
+# customer.io workspaces the sandbox serves, each with its own people and events: the
+# fleet's tests point it at a second one to see a new workspace start from nothing.
+CUSTOMERIO_WORKSPACES = {CUSTOMERIO_SITE_ID: CUSTOMERIO_API_KEY,
+                         "sandbox-site-2": "sandbox-track-key-2"}
 
 SEGMENT_ACCESS_TOKEN = "sandbox-segment-token"
 SEGMENT_SPACE_ID = "spa_sandbox"

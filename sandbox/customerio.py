@@ -21,6 +21,7 @@ import json
 import re
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from jsonschema.exceptions import ValidationError, best_match
@@ -133,13 +134,24 @@ def event_problems(event: dict[str, Any], data_key: str) -> tuple[str, str] | No
 
 
 # --- the simulator -------------------------------------------------------------------------
+@dataclass
+class Site:
+    """One customer.io workspace's data: profiles (merged attributes), events per person
+    (dedup by event id), and the people it refuses (a test knob)."""
+
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    identifies: Counter[str] = field(default_factory=Counter)
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    seen_ids: set[str] = field(default_factory=set)
+    duplicates: int = 0
+    refused: set[str] = field(default_factory=set)
+
+
 class TrackWorkspace:
-    """The customer.io workspace the Track API writes to: profiles (merged attributes),
-    events per person, dedup by event id."""
+    """The customer.io Track API: the workspaces it writes to (one per Site ID of
+    `credentials.CUSTOMERIO_WORKSPACES`), each with its own people and events."""
 
     def __init__(self) -> None:
-        self.expected_auth = "Basic " + base64.b64encode(
-            f"{cred.CUSTOMERIO_SITE_ID}:{cred.CUSTOMERIO_API_KEY}".encode()).decode()
         self.identify_body = body_validator(*IDENTIFY)
         self.attribute_value = identify_attribute_validator()
         self.track_body = body_validator(*TRACK)
@@ -149,43 +161,42 @@ class TrackWorkspace:
         self.reset()
 
     def reset(self) -> None:
-        self.profiles: dict[str, dict[str, Any]] = {}
-        self.identifies: Counter[str] = Counter()
-        self.events: dict[str, list[dict[str, Any]]] = {}
-        self.seen_ids: set[str] = set()
-        self.duplicates = 0
+        self.sites = {site: Site() for site in cred.CUSTOMERIO_WORKSPACES}
+
+    def site(self, call_or_site: Call | str | None) -> Site:
+        name = call_or_site.identity if isinstance(call_or_site, Call) else call_or_site
+        return self.sites[name or cred.CUSTOMERIO_SITE_ID]
 
     # --- auth ----------------------------------------------------------------------
     def auth(self, request: Request) -> str | Response:
         header = request.headers.get("authorization", "")
-        if header == self.expected_auth:
-            return cred.CUSTOMERIO_SITE_ID
         if header[:6].lower() == "basic ":
             try:
                 site, _, key = base64.b64decode(header[6:]).decode().partition(":")
             except ValueError:
                 site, key = "", ""
-            if (site, key) == (cred.CUSTOMERIO_SITE_ID, cred.CUSTOMERIO_API_KEY):
+            if site in cred.CUSTOMERIO_WORKSPACES and cred.CUSTOMERIO_WORKSPACES[site] == key:
                 return site
         return JSONResponse(UNAUTHORIZED, status_code=401,
                             headers={"WWW-Authenticate": 'Basic realm="Customer.io Track API"'})
 
     # --- storage -------------------------------------------------------------------
-    def store_identify(self, person: str, attributes: dict[str, Any]) -> None:
-        if attributes.get("_update") is True and person not in self.profiles:
+    def store_identify(self, site: Site, person: str, attributes: dict[str, Any]) -> None:
+        if attributes.get("_update") is True and person not in site.profiles:
             return  # "_update": never create
-        profile = self.profiles.setdefault(person, {})
+        profile = site.profiles.setdefault(person, {})
         profile.update({k: v for k, v in attributes.items() if k not in RESERVED})
-        self.identifies[person] += 1
+        site.identifies[person] += 1
 
-    def store_event(self, person: str, event: dict[str, Any], data_key: str) -> None:
+    def store_event(self, site: Site, person: str, event: dict[str, Any],
+                    data_key: str) -> None:
         event_id = event.get("id")
         if event_id is not None:
-            if event_id in self.seen_ids:
-                self.duplicates += 1  # customer.io ignores an id it has already received
+            if event_id in site.seen_ids:
+                site.duplicates += 1  # customer.io ignores an id it has already received
                 return
-            self.seen_ids.add(event_id)
-        self.events.setdefault(person, []).append({
+            site.seen_ids.add(event_id)
+        site.events.setdefault(person, []).append({
             "id": event_id, "name": event.get("name"), "timestamp": event.get("timestamp"),
             "data": event.get(data_key) or {}, "received_at": time.time()})
 
@@ -210,25 +221,36 @@ class TrackWorkspace:
                             f"identifier must be 1 to {MAX_ID_BYTES} bytes")
         return identifier
 
+    def _refused(self, site: Site, person: str) -> None:
+        if person in site.refused:
+            raise self._bad("refused", f"identifier {person!r}: person refused by the "
+                            "workspace (a sandbox knob)")
+
+    async def region(self, request: Request, call: Call) -> Response:
+        return JSONResponse({"url": "https://track.customer.io", "data_center": "us",
+                             "environment_id": call.identity})
+
     async def identify(self, request: Request, call: Call) -> Response:
         person = self._identifier(request)
+        self._refused(self.site(call), person)
         body = self._json_object(call)
         if (problem := schema_problem(self.identify_body, body)) is not None:
             raise self._bad("schema", problem)
         if (limit := attribute_problems(body)) is not None:
             raise self._bad(*limit)
-        self.store_identify(person, body)
+        self.store_identify(self.site(call), person, body)
         return JSONResponse({})
 
     async def track(self, request: Request, call: Call) -> Response:
         person = self._identifier(request)
+        self._refused(self.site(call), person)
         body = self._json_object(call)
         problem = schema_problem(self.track_body, body, self.standard_event)
         if problem is not None:
             raise self._bad("schema", problem)
         if (limit := event_problems(body, "data")) is not None:
             raise self._bad(*limit)
-        self.store_event(person, body, "data")
+        self.store_event(self.site(call), person, body, "data")
         return JSONResponse({})
 
     async def batch(self, request: Request, call: Call) -> Response:
@@ -247,23 +269,24 @@ class TrackWorkspace:
                 {"errors": [{"reason": "invalid", "field": "batch",
                              "message": "body must be an object with a 'batch' array"}]},
                 status_code=400))
-        errors = [e for i, item in enumerate(items) if (e := self._batch_item(i, item))]
+        site = self.site(call)
+        errors = [e for i, item in enumerate(items) if (e := self._batch_item(site, i, item))]
         if errors:
             call.state.rejected["schema"] += sum(e["reason"] == "invalid" for e in errors)
             call.state.rejected["size"] += sum(e["reason"] == "too_large" for e in errors)
             return JSONResponse({"errors": errors}, status_code=207)
         return JSONResponse({})
 
-    def _batch_item(self, index: int, item: Any) -> dict[str, Any] | None:
+    def _batch_item(self, site: Site, index: int, item: Any) -> dict[str, Any] | None:
         """Apply one batch item; its 207 error entry if it is invalid."""
-        problem = self._batch_problem(item)
+        problem = self._batch_problem(site, item)
         if problem is None:
             return None
         reason, message = problem
         field, _, text = message.partition(": ") if ": " in message else ("", "", message)
         return {"batch_index": index, "reason": reason, "field": field, "message": text}
 
-    def _batch_problem(self, item: Any) -> tuple[str, str] | None:
+    def _batch_problem(self, site: Site, item: Any) -> tuple[str, str] | None:
         """(reason, message) when the item is refused; a valid person item is applied."""
         if _size(item) > MAX_BATCH_ITEM_BYTES:
             return "too_large", f"item exceeds {MAX_BATCH_ITEM_BYTES} bytes"
@@ -274,22 +297,25 @@ class TrackWorkspace:
         ids = item.get("identifiers") or {}
         person = str(ids.get("id") or (f"email:{ids['email']}" if ids.get("email")
                                         else f"cio_{ids.get('cio_id')}"))
+        if person in site.refused:
+            return "invalid", f"identifiers: person {person!r} refused (a sandbox knob)"
         if item.get("action") == "identify":
-            return self._batch_identify(person, item.get("attributes") or {})
+            return self._batch_identify(site, person, item.get("attributes") or {})
         if item.get("action") == "event":
             if (limit := event_problems(item, "attributes")) is not None:
                 return _batch_reason(limit)
-            self.store_event(person, item, "attributes")
+            self.store_event(site, person, item, "attributes")
         return None
 
-    def _batch_identify(self, person: str, attributes: dict[str, Any]) -> tuple[str, str] | None:
+    def _batch_identify(self, site: Site, person: str, attributes: dict[str, Any]
+                        ) -> tuple[str, str] | None:
         for name, value in attributes.items():
             if not self.attribute_value.is_valid(value):
                 return "invalid", f"attributes.{name}: {value!r} is not a string, integer or " \
                                   "boolean"
         if (limit := attribute_problems(attributes)) is not None:
             return _batch_reason((limit[0], f"attributes: {limit[1]}"))
-        self.store_identify(person, attributes)
+        self.store_identify(site, person, attributes)
         return None
 
 
@@ -323,6 +349,7 @@ def routes(ctx: Sandbox) -> list[BaseRoute]:
         Route("/api/v1/customers/{identifier:path}/events", track, methods=["POST"]),
         Route("/api/v1/customers/{identifier:path}", identify, methods=["PUT"]),
         ctx.route(API, "POST", "/api/v2/batch", cio.batch, auth=cio.auth),
+        ctx.route(API, "GET", "/api/v1/accounts/region", cio.region, auth=cio.auth),
     ]
 
 
@@ -331,13 +358,34 @@ def reset(ctx: Sandbox) -> None:
 
 
 def admin_routes(ctx: Sandbox) -> list[BaseRoute]:
+    """GET /admin/customerio/profiles|events[?site=...] (default: the main workspace);
+    POST /admin/customerio/refuse {"people": [...], "site": ...}: those people's
+    identifies and events are answered 400 (a 207 item error in a batch)."""
+
+    def site(request: Request) -> Site | JSONResponse:
+        name = request.query_params.get("site")
+        if name is not None and name not in cred.CUSTOMERIO_WORKSPACES:
+            return JSONResponse({"error": f"unknown site {name!r}"}, status_code=400)
+        return workspace(ctx).site(name)
+
     async def profiles(request: Request) -> JSONResponse:
-        cio = workspace(ctx)
-        return JSONResponse({"profiles": cio.profiles, "identifies": dict(cio.identifies)})
+        found = site(request)
+        if isinstance(found, JSONResponse):
+            return found
+        return JSONResponse({"profiles": found.profiles, "identifies": dict(found.identifies)})
 
     async def events(request: Request) -> JSONResponse:
-        cio = workspace(ctx)
-        return JSONResponse({"events": cio.events, "duplicates": cio.duplicates})
+        found = site(request)
+        if isinstance(found, JSONResponse):
+            return found
+        return JSONResponse({"events": found.events, "duplicates": found.duplicates})
+
+    async def refuse(request: Request) -> JSONResponse:
+        body = await request.json()
+        target = workspace(ctx).site(body.get("site"))
+        target.refused = {str(p) for p in body.get("people") or []}
+        return JSONResponse({"refused": sorted(target.refused)})
 
     return [Route("/customerio/profiles", profiles, methods=["GET"]),
-            Route("/customerio/events", events, methods=["GET"])]
+            Route("/customerio/events", events, methods=["GET"]),
+            Route("/customerio/refuse", refuse, methods=["POST"])]

@@ -87,11 +87,15 @@ class SandboxAdmin:
     def world_profiles(self) -> list[dict[str, Any]]:
         return self._do("GET", "/world/profiles")["profiles"]
 
-    def customerio_profiles(self) -> dict[str, Any]:
-        return self._do("GET", "/customerio/profiles")
+    def customerio_profiles(self, site: str | None = None) -> dict[str, Any]:
+        return self._do("GET", "/customerio/profiles", params={"site": site} if site else None)
 
-    def customerio_events(self) -> dict[str, Any]:
-        return self._do("GET", "/customerio/events")
+    def customerio_events(self, site: str | None = None) -> dict[str, Any]:
+        return self._do("GET", "/customerio/events", params={"site": site} if site else None)
+
+    def customerio_refuse(self, people: list[str], site: str | None = None) -> Any:
+        """customer.io answers 400 to these people's identifies and events."""
+        return self._do("POST", "/customerio/refuse", json={"people": people, "site": site})
 
     def voucherify_customers(self) -> dict[str, Any]:
         return self._do("GET", "/voucherify/customers")

@@ -14,7 +14,7 @@ from worker.gis_sync import run_state, state, sync
 from worker.gis_sync.ladder import event_id
 from worker.settings import get_settings
 
-LONG_ID = "9" * 200  # customer.io ids are at most 150 bytes: refused
+REFUSED = "103"  # customer.io answers 400 to this person (a sandbox knob)
 
 
 def person(pid: str) -> dict:
@@ -49,12 +49,13 @@ def test_batch_maps_207_item_errors_back_to_the_items(sandbox_env):
 
 
 def test_customerio_refusal_is_recorded_and_the_rest_syncs(sandbox_env):
-    # One request per record: the sandbox answers 400 to the 200-byte id. (Its batch
-    # endpoint does not check identifier length, so the 207 path is covered above.)
+    # One request per record: the sandbox answers 400 to the refused person's identify
+    # and events. (The 207 per-item path is covered above.)
+    sandbox_env.admin.customerio_refuse([REFUSED])
     job = sync.Job(get_settings(), run_id="refusals", use_batch=False)
     run_state.start_run("refusals", "test", scope())
-    people = [person("101"), person(LONG_ID), person("102")]
-    apps = [application("201", "101"), application("202", LONG_ID)]
+    people = [person("101"), person(REFUSED), person("102")]
+    apps = [application("201", "101"), application("202", REFUSED)]
     counts = sync.sync_records(people, apps, job)
     assert counts["people_updated"] == 2 and counts["events_sent"] == 1
     assert counts.get("events_skipped", 0) == 0  # nothing dropped as outside the window
@@ -63,8 +64,8 @@ def test_customerio_refusal_is_recorded_and_the_rest_syncs(sandbox_env):
     events = sandbox_env.admin.customerio_events()["events"]
     assert list(events) == ["101"] and events["101"][0]["name"] == "GVapplied"
     failed = failed_list.failing(workspace())
-    assert set(failed) == {f"person:{LONG_ID}", "application:202"}
-    assert "refused" in failed[f"person:{LONG_ID}"]["reason"]
+    assert set(failed) == {f"person:{REFUSED}", "application:202"}
+    assert "refused" in failed[f"person:{REFUSED}"]["reason"]
     # Kept for a retry by id only (the record is read again from GIS then), due after a
     # scan interval, one attempt counted.
     entry = failed["application:202"]
@@ -72,7 +73,7 @@ def test_customerio_refusal_is_recorded_and_the_rest_syncs(sandbox_env):
     assert entry["attempts"] == 1 and entry["next_at"] > entry["last_at"]
     # Remembered only what customer.io accepted.
     assert state.steps(workspace(), ["201", "202"]) == {"201": 1, "202": None}
-    assert state.sent(workspace(), [LONG_ID])[LONG_ID] is None
+    assert state.sent(workspace(), [REFUSED])[REFUSED] is None
 
 
 def test_graphql_errors_raise_a_clear_error(sandbox_env, monkeypatch):

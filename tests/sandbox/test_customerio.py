@@ -211,3 +211,43 @@ def test_batch_applies_valid_items_and_reports_the_rest_with_207(sandbox_env, ci
     assert malformed.status_code == 400 and malformed.json()["errors"][0]["field"] == "batch"
     stats = sb.admin.stats()
     assert stats["requests"]["customerio"] == {"POST /api/v2/batch": 3}
+
+
+# --- workspaces, region, the refusal knob ---------------------------------------------------
+def test_each_workspace_keeps_its_own_people(sandbox_env, cio) -> None:
+    sb = sandbox_env
+    other = requests.Session()
+    other.auth = ("sandbox-site-2", credentials.CUSTOMERIO_WORKSPACES["sandbox-site-2"])
+    assert put(cio, sb, "1", {"first_name": "Ann"}).status_code == 200
+    assert put(other, sb, "2", {"first_name": "Bo"}).status_code == 200
+    # One workspace's key does not open the other.
+    crossed = requests.put(url(sb, "/api/v1/customers/3"), json={"a": 1}, timeout=10,
+                           auth=("sandbox-site-2", credentials.CUSTOMERIO_API_KEY))
+    assert crossed.status_code == 401
+    assert sb.admin.customerio_profiles()["profiles"] == {"1": {"first_name": "Ann"}}
+    assert sb.admin.customerio_profiles("sandbox-site-2")["profiles"] == {
+        "2": {"first_name": "Bo"}}
+
+
+def test_region_answers_with_valid_credentials_only(sandbox_env, cio) -> None:
+    sb = sandbox_env
+    region = cio.get(url(sb, "/api/v1/accounts/region"), timeout=10)
+    assert region.status_code == 200 and region.json()["data_center"] == "us"
+    wrong = requests.get(url(sb, "/api/v1/accounts/region"), auth=("sandbox-site", "x"),
+                         timeout=10)
+    assert wrong.status_code == 401
+
+
+def test_refused_people_get_a_400_and_a_207_item_error(sandbox_env, cio) -> None:
+    sb = sandbox_env
+    sb.admin.customerio_refuse(["7"])
+    assert errors_of(put(cio, sb, "7", {"first_name": "Ann"}))
+    assert errors_of(event(cio, sb, "7", {"name": "GVapplied", "timestamp": 1700000000}))
+    response = cio.post(url(sb, "/api/v2/batch"), json={"batch": [
+        person("7", "identify", attributes={"first_name": "Ann"}),
+        person("8", "identify", attributes={"first_name": "Bo"})]}, timeout=10)
+    assert response.status_code == 207
+    assert [e["batch_index"] for e in response.json()["errors"]] == [0]
+    assert sb.admin.customerio_profiles()["profiles"] == {"8": {"first_name": "Bo"}}
+    sb.admin.reset()  # a reset forgets the knob
+    assert put(cio, sb, "7", {"first_name": "Ann"}).status_code == 200
