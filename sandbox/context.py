@@ -72,6 +72,12 @@ class Sandbox:
         # The clock of rate windows, Retry-After bookkeeping and Voucherify's async-action
         # phases (monotonic seconds); tests that prove that arithmetic set a manual one.
         self.clock: Callable[[], float] = time.monotonic
+        # Bumped by every reset (`resets`) and every clearing of the recording (`epoch`): a
+        # request that arrived before one (still in its latency fault when a test moved on)
+        # is not recorded after it, and after a reset it is refused, leaving no trace.
+        self.resets = 0
+        self.epoch = 0
+        self.in_flight: Counter[str] = Counter()  # requests being served, per API
         self.reset_config()
 
     def api(self, name: str) -> ApiState:
@@ -89,14 +95,17 @@ class Sandbox:
             state.configure(self.base.faults.get(name, {}), self.base.limits.get(name, {}))
             state.clear_counts()
         self.recording.clear()
+        self.epoch += 1
 
     def reset(self, world: dict[str, Any] | None = None) -> None:
+        self.resets += 1
         self.reset_config(world)
         for hook in self.reset_hooks:
             hook(self)
 
     def clear_recording(self) -> None:
         self.recording.clear()
+        self.epoch += 1
         for state in self.apis.values():
             state.clear_counts()
 
@@ -108,6 +117,7 @@ class Sandbox:
             "over_budget": {n: s.over_budget for n, s in apis},
             "early_after_429": {n: s.retry_afters.early for n, s in apis},
             "ignored_retry_after": {n: s.retry_afters.ignored for n, s in apis},
+            "in_flight": {n: self.in_flight[n] for n, _ in apis},
         }
 
     def faults_of(self, name: str) -> dict[str, Any]:

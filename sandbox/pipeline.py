@@ -124,8 +124,9 @@ class GuardedEndpoint:
 
     async def endpoint(self, request: Request) -> Response:
         ts = time.time()
-        state = self.state
+        state, epoch = self.state, self.ctx.epoch
         call = Call(self.ctx, state, await request.body())
+        self.ctx.in_flight[state.name] += 1
         try:
             response = await self._serve(request, call)
         except Rejected as rejected:
@@ -135,9 +136,11 @@ class GuardedEndpoint:
         except Exception:  # a sandbox bug: still answered, recorded and visible
             log.exception("sandbox %s %s failed", state.name, self.template)
             response = JSONResponse({"error": "sandbox internal error"}, status_code=500)
+        finally:
+            self.ctx.in_flight[state.name] -= 1
         if state.headers_hook is not None:
             response.headers.update(state.headers_hook(state, self.ctx.clock()))
-        if not call.recorded:
+        if not call.recorded and self.ctx.epoch == epoch:
             self._record(request, call, response.status_code, ts)
         return response
 
@@ -150,10 +153,14 @@ class GuardedEndpoint:
             "ts": ts})
 
     async def _serve(self, request: Request, call: Call) -> Response:
-        state, faults = self.state, self.state.faults
+        state, faults, resets = self.state, self.state.faults, self.ctx.resets
         if faults.latency_ms or faults.latency_jitter_ms:
             delay = faults.latency_ms + state.rng.uniform(0, faults.latency_jitter_ms)
             await asyncio.sleep(delay / 1000)
+            if self.ctx.resets != resets:  # from before a reset: no effect on the new state
+                call.recorded = True
+                return JSONResponse({"error": "sandbox: reset while this request waited"},
+                                    status_code=503)
         if state.roll(faults.timeout_rate):
             await self._never_answer(request, call, faults.timeout_s)
         if self.auth is not None:

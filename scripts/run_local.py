@@ -2,21 +2,26 @@
 
 1. Redis: `REDIS_URL` (environment or .env) when set, else a private redis-server with
    AOF under .run/redis, found the same way as for the tests (scripts/redis_server.py).
-2. Flower login: generated here and printed once (unless FLOWER_BASIC_AUTH is set).
+2. Flower and metrics logins: generated here and printed once (unless FLOWER_BASIC_AUTH /
+   METRICS_BASIC_AUTH are set).
 3. No API credentials configured (environment or .env)? Then the sandbox runs too and
    the fleet points at it, so the demo syncs sandbox data end to end.
-4. honcho runs the Procfile (worker, beat, flower[, sandbox]): the commands compose runs.
-   Ctrl-C stops them all; then the Redis started here stops too.
+4. honcho runs the Procfile (worker, beat, flower, metrics[, sandbox]): the commands
+   compose runs. Ctrl-C stops them all; then the Redis started here stops too.
+5. Once they are up, `syncfleet check` tries Redis and every configured credential and
+   prints its table: a wrong key shows at start, not at the first scan.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import secrets
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,9 +102,17 @@ def fleet_env(redis_url: str, sandbox: bool) -> tuple[dict[str, str], list[str]]
                                 or f"admin:{secrets.token_urlsafe(12)}")
     env["FLOWER_PORT"] = str(port_or_free(int(os.environ.get("FLOWER_PORT", 5555))))
     env["FLOWER_ADDRESS"] = "127.0.0.1"  # flower reads FLOWER_<option> from the environment
+    env["METRICS_BASIC_AUTH"] = (os.environ.get("METRICS_BASIC_AUTH")
+                                 or from_env_file("METRICS_BASIC_AUTH")
+                                 or f"prometheus:{secrets.token_urlsafe(12)}")
+    env["METRICS_HOST"] = "127.0.0.1"
+    preferred = os.environ.get("METRICS_PORT") or from_env_file("METRICS_PORT") or 9808
+    env["METRICS_PORT"] = str(port_or_free(int(preferred)))
     login = env["FLOWER_BASIC_AUTH"]
     lines = [f"Redis:  {redis_url}",
-             f"Flower: http://127.0.0.1:{env['FLOWER_PORT']}  (login {login})"]
+             f"Flower: http://127.0.0.1:{env['FLOWER_PORT']}  (login {login})",
+             f"Metrics: http://127.0.0.1:{env['METRICS_PORT']}/metrics  "
+             f"(login {env['METRICS_BASIC_AUTH']})"]
     if sandbox:
         from sandbox.credentials import env_for
 
@@ -114,7 +127,30 @@ def fleet_env(redis_url: str, sandbox: bool) -> tuple[dict[str, str], list[str]]
     return env, lines
 
 
-def run_honcho(env: dict[str, str], processes: list[str]) -> int:
+def check_at_start(env: dict[str, str], sandbox: bool) -> None:
+    """`syncfleet check` once the fleet's processes are up (the sandbox answering, when it
+    runs): its table goes to the terminal with the fleet's output."""
+    import requests
+
+    if sandbox:
+        url = f"http://127.0.0.1:{env['SANDBOX_PORT']}/admin/config"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                requests.get(url, timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+    cli = Path(sys.executable).with_name("syncfleet")
+    done = subprocess.run([str(cli), "check"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    print(done.stdout + done.stderr, end="", flush=True)
+    if done.returncode:
+        print("run_local: `syncfleet check` failed (above). The fleet keeps running; fix the "
+              "variables it names in .env, then restart `make run`.", flush=True)
+
+
+def run_honcho(env: dict[str, str], processes: list[str], sandbox: bool) -> int:
     import importlib.util
 
     if importlib.util.find_spec("honcho") is None:
@@ -128,6 +164,9 @@ def run_honcho(env: dict[str, str], processes: list[str]) -> int:
     honcho = subprocess.Popen(args, cwd=workdir, env=env)
     # Ctrl-C reaches honcho too (same process group); on SIGTERM, pass it on.
     signal.signal(signal.SIGTERM, lambda *_: honcho.terminate())
+    # Interrupted: stopping already; timed out: the fleet's own logs say more.
+    with contextlib.suppress(KeyboardInterrupt, subprocess.TimeoutExpired):
+        check_at_start(env, sandbox)
     while True:
         try:
             code = honcho.wait()
@@ -166,8 +205,8 @@ def main() -> int:
                          "(the sandbox's world is new on every start).")
         print("\n".join(["", "syncfleet, local run (Ctrl-C stops everything)", *lines, ""]),
               flush=True)
-        processes = ["worker", "beat", "flower"] + (["sandbox"] if sandbox else [])
-        return run_honcho(env, processes)
+        processes = ["worker", "beat", "flower", "metrics"] + (["sandbox"] if sandbox else [])
+        return run_honcho(env, processes, sandbox)
     finally:
         if redis_proc is not None:
             redis_proc.terminate()

@@ -54,6 +54,10 @@ def _worker_started(instance: Any, **_: Any) -> None:
 @beat_init.connect
 def _beat_started(sender: Any, **_: Any) -> None:
     log_hooks.beat_started(sender)
+    # The first scan goes at start, not one interval later: a wrong key shows at once and a
+    # new fleet syncs (and turns healthy) right away. The scan lock makes a restart harmless.
+    entry = sender.app.conf.beat_schedule["gis-scan"]
+    sender.app.send_task(entry["task"], **entry["options"])
 
 
 @after_setup_logger.connect

@@ -5,10 +5,17 @@ Unhealthy when Redis cannot be reached, when the last successful GIS scan is old
 3 x GIS_SCAN_INTERVAL (GIS configured), when a job's latest run was halted (a 401: a
 credential is wrong or revoked), or when more than HEALTH_MAX_FAILED GIS records are
 failing. Each check reads Redis only: the verdict never waits behind queued work.
+
+`--beat` (compose's health check of the beat container, run in beat's working directory)
+adds beat's own liveness: its schedule file was saved in the last BEAT_SCHEDULE_MAX_AGE
+seconds. Beat saves it every 180 s (PersistentScheduler.sync_every), checked after each
+sleep of at most 300 s (beat_max_loop_interval).
 """
 
 from __future__ import annotations
 
+import glob
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -22,6 +29,8 @@ from worker.segment_migration import state as segment_state
 from worker.settings import Settings
 
 STALE_SCANS = 3  # a scan older than this many intervals means the sync has stopped
+BEAT_SCHEDULE = "celerybeat-schedule*"  # beat's file, in its working directory
+BEAT_SCHEDULE_MAX_AGE = 600
 
 
 @dataclass
@@ -34,14 +43,16 @@ class Verdict:
         return {"healthy": self.healthy, "reason": self.reason, **self.details}
 
 
-def verdict(settings: Settings, now: float | None = None) -> Verdict:
+def verdict(settings: Settings, now: float | None = None, beat: bool = False) -> Verdict:
     now = time.time() if now is None else now
+    details: dict[str, object] = {}
+    beat_problems = _beat_alive(now, details) if beat else []
     try:
         store.client().ping()
     except redis.RedisError as exc:
-        return Verdict(False, f"Redis unreachable at REDIS_URL: {exc}")
-    details: dict[str, object] = {}
-    problems = _halted_runs() + _failed_records(settings, details)
+        return Verdict(False, "; ".join([f"Redis unreachable at REDIS_URL: {exc}",
+                                         *beat_problems]), details)
+    problems = beat_problems + _halted_runs() + _failed_records(settings, details)
     if settings.gis_access_token and settings.gis_home_lc_id:
         problems += _gis_freshness(settings, now, details)
     else:
@@ -49,6 +60,19 @@ def verdict(settings: Settings, now: float | None = None) -> Verdict:
     if problems:
         return Verdict(False, "; ".join(problems), details)
     return Verdict(True, "ok: " + ", ".join(f"{k} {v}" for k, v in details.items()), details)
+
+
+def _beat_alive(now: float, details: dict[str, object]) -> list[str]:
+    saved = [os.path.getmtime(f) for f in glob.glob(BEAT_SCHEDULE)]
+    if not saved:
+        return [f"no beat schedule file ({BEAT_SCHEDULE}) in {os.getcwd()}: is this "
+                "beat's working directory, and has beat started?"]
+    age = now - max(saved)
+    details["beat schedule saved"] = f"{age:.0f}s ago"
+    if age > BEAT_SCHEDULE_MAX_AGE:
+        return [f"beat has not saved its schedule for {age:.0f}s (more than "
+                f"{BEAT_SCHEDULE_MAX_AGE}s): beat is stuck or stopped"]
+    return []
 
 
 def _halted_runs() -> list[str]:

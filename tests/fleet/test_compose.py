@@ -5,7 +5,7 @@ limits, log rotation, the image's layers and targets); the live test starts the 
 own commands (read from the file) as local processes against a Redis started from the
 compose file's redis command, and checks what compose would: Redis's memory cap is in
 force, every health check passes when run as the file says, beat sends the GIS scan,
-Flower wants a login everywhere but /healthcheck.
+Flower wants a login everywhere but /healthcheck, the exporter everywhere.
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from redis_server import free_port, server_binary, wait_ready  # noqa: E402
 
 COMPOSE = load()
-SECRETS = {"REDIS_PASSWORD": "Pw4compose7test", "FLOWER_BASIC_AUTH": "tester:fl0wer-pass"}
-FLEET = ("worker", "beat", "flower")
-LONG_RUNNING = ("redis", "worker", "beat", "flower", "sandbox")
+SECRETS = {"REDIS_PASSWORD": "Pw4compose7test", "FLOWER_BASIC_AUTH": "tester:fl0wer-pass",
+           "METRICS_BASIC_AUTH": "prom:m3trics-pass"}
+FLEET = ("worker", "beat", "flower", "metrics")
+LONG_RUNNING = ("redis", "worker", "beat", "flower", "metrics", "sandbox")
 
 
 def duration_seconds(text: str) -> float:
@@ -155,10 +156,20 @@ def test_flower_needs_a_login_and_listens_on_localhost_only():
     assert ports == ["127.0.0.1:5555:5555"]
 
 
-def test_only_flower_and_the_sandbox_publish_ports_and_only_on_localhost():
+def test_the_exporter_needs_a_login_and_listens_on_localhost_only():
+    metrics = service("metrics")
+    assert metrics["command"] == ["syncfleet", "metrics", "--host", "0.0.0.0", "--port", "9808"]
+    with pytest.raises(MissingVariable, match="METRICS_BASIC_AUTH"):
+        environment("metrics", {"REDIS_PASSWORD": "x"})
+    assert [interpolate(p, {}) for p in metrics["ports"]] == ["127.0.0.1:9808:9808"]
+    assert [interpolate(p, {"METRICS_PORT": "9900"}) for p in metrics["ports"]] == [
+        "127.0.0.1:9900:9808"]
+
+
+def test_only_flower_the_exporter_and_the_sandbox_publish_ports_and_only_on_localhost():
     for name, svc in COMPOSE["services"].items():
         for port in svc.get("ports", []):
-            assert name in ("flower", "sandbox"), name
+            assert name in ("flower", "metrics", "sandbox"), name
             assert interpolate(port, {}).startswith("127.0.0.1:"), (name, port)
 
 
@@ -175,7 +186,7 @@ def test_sandbox_profile_and_override_point_the_fleet_at_it():
     assert cmd[:3] == ["python", "-m", "sandbox"] and cmd[cmd.index("--port") + 1] == "8500"
     override = load("docker-compose.sandbox.yml")
     expected = env_for("http://sandbox:8500")
-    for name in ("worker", "beat", "flower"):
+    for name in FLEET:
         assert override["services"][name]["environment"] == expected, name
     for name in ("worker", "beat"):  # the first scan finds the sandbox up
         assert override["services"][name]["depends_on"]["sandbox"] == {
@@ -193,15 +204,18 @@ def test_every_long_running_service_has_a_health_check():
 
 
 def test_beats_health_check_allows_for_how_often_beat_saves_its_schedule():
-    # Beat saves its schedule file every sync_every seconds, checked after each sleep of at
-    # most beat_max_loop_interval: a younger file than that must always count as alive.
-    from worker import app
+    # `syncfleet health --beat`: beat saves its schedule file every sync_every seconds,
+    # checked after each sleep of at most beat_max_loop_interval: a younger file than
+    # that must always count as alive.
+    from worker import app, health
 
-    check = " ".join(service("beat")["healthcheck"]["test"])
-    assert "celerybeat-schedule" in check
-    max_age = int(re.search(r"> (\d+)", check).group(1))
+    assert health_command("beat") == ["syncfleet", "health", "--beat"]
+    assert health.BEAT_SCHEDULE.startswith(app.conf.beat_schedule_filename)
     loop = app.conf.beat_max_loop_interval or DEFAULT_MAX_INTERVAL
-    assert max_age > PersistentScheduler.sync_every + loop
+    assert PersistentScheduler.sync_every + loop < health.BEAT_SCHEDULE_MAX_AGE
+    # A first scan (sent at beat's start) may be a cold start: the start period allows it.
+    start = duration_seconds(service("beat")["healthcheck"]["start_period"])
+    assert start >= 3 * Settings().gis_scan_interval
 
 
 def test_every_service_has_limits_sized_for_a_small_vm_and_overridable():
@@ -214,7 +228,7 @@ def test_every_service_has_limits_sized_for_a_small_vm_and_overridable():
     # The fleet without the sandbox fits a 4 GB VM even with every limit reached.
     assert total_memory - size_bytes(limits("sandbox")["memory"]) <= 3 * 1024 ** 3
     # The fleet's limits come from .env (.env.example, "docker compose only").
-    for name in ("redis", "worker", "beat", "flower"):
+    for name in ("redis", "worker", "beat", "flower", "metrics"):
         prefix = name.upper()
         raised = limits(name, {f"{prefix}_CPUS": "2", f"{prefix}_MEMORY_LIMIT": "3g"})
         assert raised == {"cpus": "2", "memory": "3g"}, name
@@ -279,7 +293,7 @@ def test_dockerfile_installs_locked_dependencies_before_the_code():
 @pytest.fixture
 def compose_stack(tmp_path: Path) -> Iterator[dict]:
     """redis, worker, beat and flower from docker-compose.yml, as local processes."""
-    port, flower_port = free_port(), free_port()
+    port, flower_port, metrics_port = free_port(), free_port(), free_port()
     redis_args = [server_binary(), *command("redis", SECRETS)[1:],
                   "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)]
     redis = subprocess.Popen(redis_args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -298,8 +312,11 @@ def compose_stack(tmp_path: Path) -> Iterator[dict]:
                 args = [a.replace("--port=5555", f"--port={flower_port}") for a in args]
                 # The image's copy of the file is this repository's.
                 env["FLOWER_CONF"] = str(image_source(env["FLOWER_CONF"]))
+            if name == "metrics":
+                args = [str(metrics_port) if a == "9808" else a for a in args]
             started.append(Process(name, args, env, cwd=tmp_path, logs=tmp_path))
         yield {"redis_port": port, "redis_proc": redis, "flower_port": flower_port,
+               "metrics_port": metrics_port,
                "services": {s.name: s for s in started}, "env": env, "workdir": tmp_path}
     finally:
         for svc in started:
@@ -417,6 +434,28 @@ def test_compose_services_start_and_answer(compose_stack):
     assert result.returncode == 0, result.stdout + result.stderr
     workers = requests.get(f"{base}/api/workers?refresh=1", auth=(user, password), timeout=15)
     assert workers.status_code == 200 and node in workers.json()
+
+    # metrics: the fleet's own exporter, behind its login; its health check passes.
+    exporter = f"http://127.0.0.1:{compose_stack['metrics_port']}/metrics"
+
+    def answers() -> bool:
+        try:
+            return requests.get(exporter, timeout=2).status_code == 401
+        except requests.ConnectionError:
+            return False
+
+    wait_for(answers, "the exporter", alive=everything)
+    login = tuple(SECRETS["METRICS_BASIC_AUTH"].split(":", 1))
+    scraped = requests.get(exporter, auth=login, timeout=10)
+    assert scraped.status_code == 200 and "syncfleet_queue_depth" in scraped.text
+    check = [part.replace(":9808/", f":{compose_stack['metrics_port']}/")
+             for part in health_command("metrics")]
+    result = subprocess.run(check, env=compose_stack["env"], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    svc["metrics"].stop()
+    assert subprocess.run(check, env=compose_stack["env"], capture_output=True,
+                          timeout=30).returncode != 0
 
     # SIGTERM (what compose sends) gives Celery's warm shutdown, then the worker exits.
     svc["worker"].stop()

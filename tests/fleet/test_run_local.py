@@ -28,6 +28,7 @@ def test_sandbox_mode_points_every_api_at_the_sandbox(monkeypatch):
     from sandbox.credentials import env_for
 
     monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
+    monkeypatch.delenv("METRICS_BASIC_AUTH", raising=False)
     env, lines = run_local.fleet_env("redis://127.0.0.1:1/0", sandbox=True)
     url = f"http://127.0.0.1:{env['SANDBOX_PORT']}"
     assert {k: env[k] for k in env_for(url)} == env_for(url)
@@ -35,6 +36,9 @@ def test_sandbox_mode_points_every_api_at_the_sandbox(monkeypatch):
     user, password = env["FLOWER_BASIC_AUTH"].split(":")
     assert user == "admin" and len(password) >= 16
     assert any(env["FLOWER_BASIC_AUTH"] in line for line in lines)  # printed once, here
+    assert env["METRICS_HOST"] == "127.0.0.1"
+    assert any(env["METRICS_BASIC_AUTH"] in line and env["METRICS_PORT"] in line
+               for line in lines)
 
 
 def test_any_real_credential_means_no_sandbox(monkeypatch):
@@ -59,10 +63,12 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_make_run_starts_the_fleet_and_ctrl_c_stops_all_of_it(tmp_path: Path):
-    flower_port, sandbox_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "FLOWER_BASIC_AUTH")}
+    flower_port, sandbox_port, metrics_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REDIS_URL", "FLOWER_BASIC_AUTH", "METRICS_BASIC_AUTH")}
     env.update(SYNCFLEET_RUN_DIR=str(tmp_path), FLOWER_PORT=str(flower_port),
-               SANDBOX_PORT=str(sandbox_port), PYTHONUNBUFFERED="1")
+               SANDBOX_PORT=str(sandbox_port), METRICS_PORT=str(metrics_port),
+               PYTHONUNBUFFERED="1")
     run = Process("make-run", [sys.executable, "scripts/run_local.py", "--sandbox"], env,
                   logs=tmp_path)
     try:
@@ -84,9 +90,21 @@ def test_make_run_starts_the_fleet_and_ctrl_c_stops_all_of_it(tmp_path: Path):
         wait_for(lambda: listening(sandbox_port), "the sandbox", 30, alive=[run])
         stats = requests.get(f"http://127.0.0.1:{sandbox_port}/admin/stats", timeout=5)
         assert stats.status_code == 200
+        # The exporter, behind its printed login.
+        exporter = f"http://127.0.0.1:{metrics_port}/metrics"
+        metrics_login = re.search(r"Metrics: \S+\s+\(login (\S+?):(\S+)\)", output).groups()
+        wait_for(lambda: listening(metrics_port), "the exporter", 30, alive=[run])
+        assert requests.get(exporter, timeout=5).status_code == 401
+        assert "syncfleet_" in requests.get(exporter, auth=metrics_login, timeout=10).text
+        # `syncfleet check` ran at start, against the sandbox: every line ok.
+        rows = r"│ (redis|gis|customerio|segment|voucherify) +│ (\S+)"
+        table = wait_for(lambda: len(re.findall(rows, run.log())) == 5 and run.log(),
+                         "the check's table at start", 90, alive=[run])
+        assert {status for _, status in re.findall(rows, table)} == {"ok"}
+        assert "`syncfleet check` failed" not in table
         assert listening(redis_port)
         pids = [int(p) for p in re.findall(r"started \(pid=(\d+)\)", run.log())]
-        assert len(pids) == 4  # worker, beat, flower, sandbox
+        assert len(pids) == 5  # worker, beat, flower, metrics, sandbox
     finally:
         if run.proc.poll() is None:
             os.killpg(run.proc.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's group

@@ -3,7 +3,11 @@ the sandbox."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import time
 
 from tests.support import wait_for
 from tests.support.cli import syncfleet, syncfleet_json
@@ -80,3 +84,20 @@ def test_health_is_unhealthy_after_a_run_halted_by_a_wrong_key(fleet, gis_world,
     code, verdict = syncfleet_json("health")
     assert code == 1 and "halted" in verdict["reason"]
     assert "CUSTOMERIO_API_KEY" in verdict["reason"]
+
+
+def test_beats_health_check_sees_a_stopped_beat(redis_url, tmp_path):
+    # `syncfleet health --beat`, where compose runs it: in beat's working directory.
+    def health(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "worker", "health", "--beat", *args],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "GIS_ACCESS_TOKEN": ""})
+
+    missing = health()
+    assert missing.returncode == 1 and "no beat schedule file" in missing.stdout
+    schedule = tmp_path / "celerybeat-schedule"
+    schedule.write_bytes(b"")
+    assert health().returncode == 0
+    os.utime(schedule, (0, time.time() - 3600))
+    stopped = health()
+    assert stopped.returncode == 1 and "beat is stuck or stopped" in stopped.stdout

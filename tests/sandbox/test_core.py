@@ -142,6 +142,27 @@ def test_latency_fault_delays_answers(sandbox_env, cio) -> None:
     assert time.monotonic() - started < 1.5
 
 
+def test_a_request_waiting_in_its_latency_leaves_no_trace_after_a_reset(sandbox_env,
+                                                                        cio) -> None:
+    # What a test leaves behind (a call still hanging in a latency fault) must not show
+    # up in the next test's recording or data.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support import wait_for
+
+    sb = sandbox_env
+    sb.admin.faults("customerio", latency_ms=3000)
+    with ThreadPoolExecutor(1) as pool:
+        late = pool.submit(identify, cio, sb, "99")
+        wait_for(lambda: sb.admin.stats()["in_flight"]["customerio"] == 1,
+                 "the request to be in flight", 10)
+        sb.admin.reset()
+        assert late.result(timeout=30).status_code == 503
+    assert sb.admin.stats()["in_flight"]["customerio"] == 0
+    assert sb.admin.requests() == []
+    assert sb.admin.customerio_profiles()["profiles"] == {}
+
+
 def test_error_rate_answers_a_share_of_5xx_without_side_effects(sandbox_env, cio) -> None:
     sb = sandbox_env
     sb.admin.faults("customerio", error_rate=0.5)

@@ -9,6 +9,8 @@ import re
 from datetime import date
 from typing import Any
 
+import pytest
+
 from tests.support import wait_for
 from tests.support.segment import run_migration, start_run, wait_summary
 from worker.segment_migration import mapping, state
@@ -293,3 +295,18 @@ def test_a_slice_out_of_retries_is_reported_and_the_chord_still_summarizes(
     second = wait_for_new_summary(run_id)
     assert second["status"] == "finished" and second["failed"] == []
     assert second["customers_upserted"] == len(admin.voucherify_customers()["customers"])
+
+
+def test_a_run_is_never_resumed_into_another_project(seg_env, fleet, monkeypatch):
+    # A run's slices and checkpoints belong to its (Segment space, Voucherify project):
+    # resumed under another pair it would skip what the new project never received.
+    first = run_migration(fleet)
+    seg_env.admin.clear_requests()
+    monkeypatch.setenv("VOUCHERIFY_APPLICATION_ID", "another-project")
+    result = fleet.send_task("segment.migrate", kwargs={"run_id": first["run_id"]})
+    with pytest.raises(ValueError, match="start a new run") as refused:
+        result.get(timeout=30)
+    assert "another-project" in str(refused.value)
+    assert seg_env.admin.requests(api="segment") == []
+    assert seg_env.admin.requests(api="voucherify") == []
+    assert state.get_summary(first["run_id"]) == first  # the old run is left as it was

@@ -65,14 +65,15 @@ def dropped_fields(person: dict[str, Any]) -> set[str]:
 class Truth:
     """What the sandbox world says the fleet must send."""
 
-    def __init__(self, admin) -> None:
+    def __init__(self, admin, lcs: tuple[str, ...] = (LC,)) -> None:
+        self.lcs = lcs
         self.people = {p["id"]: p for p in admin.world_people()}
         apps = admin.world_applications()
-        self.apps = {a["id"]: a for a in apps
-                     if a["person_home_lc"] == LC or a["opportunity"]["home_lc"]["id"] == LC}
+        self.apps = {a["id"]: a for a in apps if a["person_home_lc"] in lcs
+                     or a["opportunity"]["home_lc"]["id"] in lcs}
 
     def in_scope_people(self) -> set[str]:
-        home = {pid for pid, p in self.people.items() if p["home_lc"]["id"] == LC}
+        home = {pid for pid, p in self.people.items() if p["home_lc"]["id"] in self.lcs}
         return home | {a["person_id"] for a in self.apps.values()}
 
     def valid_people(self) -> set[str]:
@@ -115,9 +116,10 @@ class Truth:
         return out
 
 
-def received(admin) -> dict[str, list[tuple[str, str, int]]]:
-    """person id -> (application id, name, timestamp) as the sandbox recorded them."""
-    events = admin.customerio_events()["events"]
+def received(admin, site: str | None = None) -> dict[str, list[tuple[str, str, int]]]:
+    """person id -> (application id, name, timestamp) as the sandbox recorded them (in
+    the default workspace, or `site`)."""
+    events = admin.customerio_events(site)["events"]
     return {pid: [(e["data"]["application_id"], e["name"], e["timestamp"]) for e in evs]
             for pid, evs in events.items()}
 

@@ -17,6 +17,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     check.set_defaults(run=run_check)
     health = sub.add_parser("health", help="exit 0 if the fleet is working, 1 and why not")
     health.add_argument("--json", action="store_true")
+    health.add_argument("--beat", action="store_true",
+                        help="also check beat's schedule file (run in beat's directory)")
     health.set_defaults(run=run_health)
     serve = sub.add_parser("metrics", help="serve Prometheus metrics on METRICS_PORT "
                                            "(behind METRICS_BASIC_AUTH)")
@@ -48,7 +50,7 @@ def _colour(status: str) -> str:
 def run_health(args: argparse.Namespace) -> int:
     from worker.health import verdict
 
-    result = verdict(get_settings())
+    result = verdict(get_settings(), beat=args.beat)
     if args.json:
         emit_json(result.as_dict())
     else:
