@@ -1,30 +1,43 @@
-"""Benchmark of the GIS -> customer.io job against the sandbox, with real workers.
+"""Benchmark of the GIS -> customer.io job: a cold start at several world sizes, on the
+shipped worker, against the sandbox.
 
-    .venv/bin/python bench/gis_sync.py [--people 5000 --applications 15000
-                                        --workers 2 --concurrency 8 --only 1a,2]
+    .venv/bin/python bench/gis_sync.py [--sizes 5000x15000,50000x150000,200000x600000]
+        [--workers 1] [--no-steady] [--latency-ms 0]
 
-Starts a private Redis, `python -m sandbox` (its own process, so it does not share the
-workers' CPU accounting) and `celery -A worker worker` processes, then measures:
-1. initial sync (cold start), zero latency: records/s end to end, worker RSS, Redis
-   memory; once through customer.io's v2 batch, once one request per record;
-2. the same, one request per record, under a 100 req/s customer.io budget (sandbox limit
-   100 rps, CUSTOMERIO_MAX_RPS=100) and 50 ms latency: share of the budget used;
-3. a steady-state scan with 1% of records changed: GIS and customer.io calls, beside the
-   original connector's approach (one page per 25 people + one applications request per
-   person, every run), computed from the same world.
-Figures are printed as a Markdown table.
+For each size: a private Redis (emptied), `python -m sandbox` with that world in its own
+process (keeping only the last 1,000 requests' bodies, so its memory does not grow with
+the run), and `--workers` worker processes running the Procfile's worker command as it
+ships (prefork, 4 processes each; default 1 worker = one compose worker container). Then
+one `gis.scan` (a cold start: every person identified, transitions of the last 72 h
+sent, through customer.io's batch API) is timed from the send to its run summary.
+After the first size, a steady-state scan with 1 % of the world changed.
+
+Printed per size, as a Markdown table:
+- end to end seconds and records/s (records = people + applications read and synced);
+- customer.io and GIS requests, and the span between the first and last customer.io
+  request (the sandbox's own clock);
+- longest_task_s: the longest single task delivery (every delivery is timed by the task
+  base, `syncfleet_task_longest_seconds`), and which task;
+- peak_rss_mb_per_worker_process: the largest VmHWM (peak resident memory over the
+  process's life) of the worker's processes, pool children included;
+- Redis: used_memory after the run, and the job's state (`sf:gis:*` minus run records)
+  per tracked record (a person or an application remembered);
+- the sandbox: seconds until it answered (world built), its RSS after the run.
+Asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,255 +46,228 @@ sys.path.insert(0, str(ROOT))
 
 from redis_server import PrivateRedis, free_port  # noqa: E402
 
-PY = str(ROOT / ".venv" / "bin" / "python")
+PY = sys.executable
+SANDBOX_RECORDED = 1000
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (MB)."""
-    total = 0
-    pids = [pid]
+def worker_command() -> list[str]:
+    """The Procfile's worker line, run by this interpreter."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("worker:"):
+            command = shlex.split(line.split(":", 1)[1])
+            assert command[0] == "celery", command
+            return [PY, "-m", *command]
+    raise SystemExit("no worker line in the Procfile")
+
+
+def status_kb(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def family(pid: int) -> list[int]:
+    """A process and its children (the prefork pool)."""
     children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            pass
-    return total / 1024
+    kids = [int(p) for p in children.read_text().split()] if children.exists() else []
+    return [pid, *kids]
 
 
-class Admin:
-    def __init__(self, url: str) -> None:
-        self.url = url + "/admin"
-
-    def do(self, method: str, path: str, **kw: Any) -> Any:
-        r = requests.request(method, self.url + path, timeout=120, **kw)
-        r.raise_for_status()
-        return r.json()
-
-
-class Bench:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
-        self.redis = PrivateRedis().__enter__()
+class Sandbox:
+    def __init__(self, people: int, applications: int, latency_ms: int) -> None:
         port = free_port()
-        self.sandbox_url = f"http://127.0.0.1:{port}"
-        self.sandbox = subprocess.Popen(
-            [PY, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port), "--seed", "1",
-             "--people", str(args.people), "--applications", str(args.applications),
-             "--profiles", "10"], cwd=ROOT, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        self.admin = Admin(self.sandbox_url)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                self.admin.do("GET", "/stats")
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
-        from sandbox.credentials import env_for
+        self.url = f"http://127.0.0.1:{port}"
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [PY, "-m", "sandbox", "--port", str(port), "--seed", "1", "--people", str(people),
+             "--applications", str(applications), "--profiles", "10",
+             "--max-recorded", str(SANDBOX_RECORDED),
+             "--customerio-latency-ms", str(latency_ms)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while not self._answers():
+            if self.proc.poll() is not None or time.monotonic() - started > 300:
+                raise SystemExit("the sandbox did not start")
+            time.sleep(0.2)
+        self.ready_s = time.monotonic() - started
 
-        self.env = {**os.environ, **env_for(self.sandbox_url), "REDIS_URL": self.redis.url,
-                    "SYNCFLEET_ENV_FILE": os.devnull, "LOG_LEVEL": "WARNING"}
-        self.workers: list[subprocess.Popen] = []
+    def _answers(self) -> bool:
+        try:
+            return requests.get(self.url + "/admin/stats", timeout=2).ok
+        except requests.RequestException:
+            return False
 
-    # -- fleet -----------------------------------------------------------------------
-    def start_workers(self, extra: dict[str, str]) -> None:
-        env = {**self.env, **extra}
-        for i in range(self.args.workers):
-            self.workers.append(subprocess.Popen(
-                [PY, "-m", "celery", "-A", "worker", "worker", "-n", f"bench{i}@%h",
-                 "--pool", "threads", "-c", str(self.args.concurrency), "-Q", "gis",
-                 "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip",
-                 "--without-mingle"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True))
-        time.sleep(4)
+    def admin(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = requests.request(method, self.url + "/admin" + path, timeout=300, **kwargs)
+        response.raise_for_status()
+        return response.json()
 
-    def stop_workers(self) -> None:
-        for proc in self.workers:
-            proc.terminate()
-        for proc in self.workers:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        self.workers = []
+    def rss_mb(self) -> float:
+        return status_kb(self.proc.pid, "VmRSS") / 1024
 
-    def app(self, extra: dict[str, str]):
-        os.environ.update({k: v for k, v in {**self.env, **extra}.items()
-                           if k.startswith(("GIS_", "CUSTOMERIO_", "REDIS_", "SYNCFLEET_"))})
-        from worker.settings import get_settings
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
 
-        get_settings.cache_clear()
+
+class Fleet:
+    def __init__(self, env: dict[str, str], workers: int) -> None:
+        self.procs = [subprocess.Popen([*worker_command(), "-n", f"bench{i}@%h"], cwd=ROOT,
+                                       env=env, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, start_new_session=True)
+                      for i in range(workers)]
         from worker.app import app
 
-        return app
+        self.app = app
+        deadline = time.monotonic() + 60
+        while len(app.control.ping(timeout=0.5) or []) < workers:
+            if time.monotonic() > deadline:
+                raise SystemExit("the workers did not answer ping")
 
-    def flush(self) -> None:
-        import redis
+    def peak_rss_mb(self) -> float:
+        return max(status_kb(p, "VmHWM") for proc in self.procs
+                   for p in family(proc.pid)) / 1024
 
-        r = redis.Redis.from_url(self.redis.url)
-        r.flushdb()
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
-    def redis_memory(self) -> dict[str, float]:
-        import redis
 
-        r = redis.Redis.from_url(self.redis.url)
-        info = r.info("memory")
-        sent = r.memory_usage("sf:gis:sent") or 0
-        steps = r.memory_usage("sf:gis:steps") or 0
-        def usage(pattern: str) -> float:
-            return sum(r.memory_usage(k) or 0 for k in r.scan_iter(pattern, count=1000)) / 2**20
+def scan(app: Any, timeout: float = 3600) -> tuple[dict[str, Any], float]:
+    from worker import runs
 
-        return {"used_mb": info["used_memory"] / 2**20, "sent_mb": sent / 2**20,
-                "results_mb": usage("celery-task-meta-*"), "fleet_mb": usage("sf:*"),
-                "steps_mb": steps / 2**20, "people": r.hlen("sf:gis:sent"),
-                "apps": r.hlen("sf:gis:steps")}
+    started_at = time.monotonic()
+    started = app.send_task("gis.scan").get(timeout=120)
+    assert started["status"] == "started", started
+    while time.monotonic() - started_at < timeout:
+        summary = runs.summary("gis", started["run_id"])
+        if summary:
+            return summary, time.monotonic() - started_at
+        time.sleep(0.2)
+    raise SystemExit(f"no summary for run {started['run_id']} after {timeout} s")
 
-    def run_scan(self, app, timeout: float = 900) -> tuple[dict[str, Any], float]:
-        from worker.gis_sync import state
 
-        t0 = time.monotonic()
-        started = app.send_task("gis.scan").get(timeout=timeout)
-        assert started["status"] == "started", started
-        while time.monotonic() - t0 < timeout:
-            for run in state.runs(5):
-                if run["run"] == started["run"]:
-                    return run, time.monotonic() - t0
-            time.sleep(0.2)
-        raise TimeoutError("no run summary")
+def state_bytes(r: redis.Redis) -> tuple[int, int]:
+    """The job's remembered state in bytes (run records excluded), and the records it
+    tracks (people and applications)."""
+    size, tracked = 0, 0
+    for key in r.scan_iter("sf:gis:*", count=1000):
+        if b":run:" in key or key.endswith(b":runs:open"):
+            continue
+        size += r.memory_usage(key) or 0
+        if key.endswith((b":sent", b":steps")):
+            tracked += r.hlen(key)
+    return size, tracked
 
-    # -- scenarios -------------------------------------------------------------------
-    def initial(self, label: str, extra: dict[str, str], faults: dict[str, Any] | None = None,
-                limit_rps: int | None = None) -> dict[str, Any]:
-        self.stop_workers()
-        self.flush()
-        self.admin.do("POST", "/reset", json={})
-        if faults:
-            self.admin.do("POST", "/faults", json={"api": "customerio", **faults})
-        if limit_rps:
-            self.admin.do("POST", "/limits", json={"api": "customerio", "rps": limit_rps})
-        base_mem = self.redis_memory()["used_mb"]
-        self.start_workers(extra)
-        app = self.app(extra)
+
+def cold_start(redis_url: str, people: int, applications: int, args: argparse.Namespace
+               ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    r = redis.Redis.from_url(redis_url)
+    r.flushdb()
+    sandbox = Sandbox(people, applications, args.latency_ms)
+    from sandbox.credentials import env_for
+
+    env = {**os.environ, **env_for(sandbox.url), "REDIS_URL": redis_url,
+           "SYNCFLEET_ENV_FILE": os.devnull, "LOG_LEVEL": "WARNING"}
+    os.environ.update({k: v for k, v in env.items() if k.isupper()})
+    from worker.settings import get_settings
+
+    get_settings.cache_clear()
+    fleet = Fleet(env, args.workers)
+    steady = None
+    try:
         load = os.getloadavg()[0]
-        run, seconds = self.run_scan(app)
-        stats = self.admin.do("GET", "/stats")
-        calls = self.admin.do("GET", "/requests", params={"api": "customerio"})["requests"]
-        ts = [c["ts"] for c in calls]
-        span = (max(ts) - min(ts)) if len(ts) > 1 else 0.0
-        records = run.get("people_seen", 0) + run.get("applications_seen", 0)
-        mem = self.redis_memory()
+        used_before = r.info("memory")["used_memory"]
+        summary, seconds = scan(fleet.app)
+        stats = sandbox.admin("GET", "/stats")
+        from worker import metrics
+
+        longest = max(metrics.longest_tasks().items(), key=lambda kv: kv[1])
+        state, tracked = state_bytes(r)
+        records = summary.get("people_seen", 0) + summary.get("applications_seen", 0)
+        first, last = stats["first_at"]["customerio"], stats["last_at"]["customerio"]
         result = {
-            "label": label, "seconds": seconds, "records": records,
-            "records_per_s": records / seconds, "cio_calls": sum(
-                stats["requests"].get("customerio", {}).values()),
-            "gis_calls": run.get("gis_calls"), "events": run.get("events_sent", 0),
-            "people_updated": run.get("people_updated", 0),
-            "worker_rss_mb": sum(rss_mb(w.pid) for w in self.workers),
-            "redis_used_mb": mem["used_mb"], "redis_delta_mb": mem["used_mb"] - base_mem,
-            "sent_hash_mb": mem["sent_mb"], "steps_hash_mb": mem["steps_mb"],
-            "celery_results_mb": mem["results_mb"], "sf_keys_mb": mem["fleet_mb"],
-            "cio_span_s": span, "over_budget": stats["over_budget"].get("customerio", 0),
+            "world": f"{people:,} / {applications:,}",
+            "status": summary["status"],
+            "seconds": seconds, "records": records, "records_per_s": records / seconds,
+            "people_identified": summary.get("people_updated", 0),
+            "events_sent": summary.get("events_sent", 0),
+            "customerio_requests": sum(stats["requests"].get("customerio", {}).values()),
+            "gis_requests": sum(stats["requests"].get("gis", {}).values()),
+            "customerio_span_s": (last - first) if first and last else 0.0,
+            "longest_task_s": longest[1], "longest_task": longest[0],
+            "peak_rss_mb_per_worker_process": fleet.peak_rss_mb(),
+            "redis_used_mb": r.info("memory")["used_memory"] / 2**20,
+            "redis_growth_mb": (r.info("memory")["used_memory"] - used_before) / 2**20,
+            "state_bytes_per_tracked_record": state / max(tracked, 1),
+            "tracked_records": tracked,
             "schema_rejected": stats["rejected"].get("customerio", {}).get("schema", 0),
+            "sandbox_ready_s": sandbox.ready_s, "sandbox_rss_mb": sandbox.rss_mb(),
             "load_before": load,
         }
-        ts.sort()
-        result["max_in_1s_window"] = max(
-            (sum(1 for u in ts[i:i + 400] if u < t + 1.0) for i, t in enumerate(ts)), default=0)
-        if limit_rps:
-            result["budget_share_run"] = result["cio_calls"] / (seconds * limit_rps)
-            result["budget_share_sending"] = (len(calls) / (span * limit_rps)) if span else 0
-        return result
+        if args.steady:
+            steady = steady_state(sandbox, fleet)
+    finally:
+        fleet.stop()
+        sandbox.stop()
+    return result, steady
 
-    def steady(self, extra: dict[str, str]) -> dict[str, Any]:
-        """After an initial sync: 1% of applications and people change, then one scan."""
-        app = self.app(extra)
-        people = self.admin.do("GET", "/world/people")["people"]
-        apps = self.admin.do("GET", "/world/applications")["applications"]
-        moved = self.admin.do("POST", "/advance", json={"share": 0.01, "people_share": 0.01,
-                                                         "seed": 7})
-        self.admin.do("DELETE", "/requests")
-        run, seconds = self.run_scan(app)
-        stats = self.admin.do("GET", "/stats")
-        home = [a for a in apps if a["person_home_lc"] == "1340"]
-        home_people = {a["person_id"] for a in home}
-        people_lc = sum(1 for p in people if p["home_lc"]["id"] == "1340")
-        return {
-            "changed_apps": len(moved["applications_moved"]),
-            "changed_people": len(moved["people_edited"]),
-            "gis_calls": sum(stats["requests"].get("gis", {}).values()),
-            "cio_calls": sum(stats["requests"].get("customerio", {}).values()),
-            "events": run.get("events_sent", 0), "seconds": seconds,
-            "people_read": run.get("people_seen", 0),
-            "apps_read": run.get("applications_seen", 0),
-            "original_gis_calls": -(-people_lc // 25) + people_lc,
-            "original_note": f"{people_lc} people -> {-(-people_lc // 25)} pages of 25 + "
-                             f"{people_lc} application requests ({len(home_people)} with "
-                             "applications)",
-        }
 
-    def close(self) -> None:
-        self.stop_workers()
-        self.sandbox.terminate()
-        self.sandbox.wait(20)
-        self.redis.__exit__(None, None, None)
+def steady_state(sandbox: Sandbox, fleet: Fleet) -> dict[str, Any]:
+    """1 % of applications move and 1 % of people change; one scan."""
+    moved = sandbox.admin("POST", "/advance", json={"share": 0.01, "people_share": 0.01,
+                                                    "seed": 7})
+    sandbox.admin("DELETE", "/requests")
+    summary, seconds = scan(fleet.app)
+    stats = sandbox.admin("GET", "/stats")
+    return {"applications_moved": len(moved["applications_moved"]),
+            "people_edited": len(moved["people_edited"]),
+            "gis_requests": sum(stats["requests"].get("gis", {}).values()),
+            "customerio_requests": sum(stats["requests"].get("customerio", {}).values()),
+            "events_sent": summary.get("events_sent", 0),
+            "people_read": summary.get("people_seen", 0),
+            "applications_read": summary.get("applications_seen", 0),
+            "seconds": round(seconds, 2)}
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    keys = [k for k in results[0] if k != "world"]
+    lines = ["| world (people / applications) | " + " | ".join(r["world"] for r in results)
+             + " |", "|---|" + "---|" * len(results)]
+    for key in keys:
+        cells = [f"{r[key]:,.1f}" if isinstance(r[key], float) else
+                 f"{r[key]:,}" if isinstance(r[key], int) else str(r[key]) for r in results]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--people", type=int, default=5000)
-    parser.add_argument("--applications", type=int, default=15000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--only", default="", help="comma list of 1a,steady,1b,2,2b")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="5000x15000,50000x150000,200000x600000")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--latency-ms", type=int, default=0,
+                        help="customer.io latency fault for every request")
+    parser.add_argument("--no-steady", dest="steady", action="store_false")
     args = parser.parse_args()
-    only = set(args.only.split(",")) if args.only else {"1a", "steady", "1b", "2", "2b"}
-    bench = Bench(args)
-    results, steady = [], None
-    try:
-        batch = {"CUSTOMERIO_USE_BATCH": "true", "GIS_MAX_RPS": "50"}
-        single = {"CUSTOMERIO_USE_BATCH": "false", "GIS_MAX_RPS": "50"}
-        if only & {"1a", "steady"}:
-            results.append(bench.initial("1a initial sync, v2 batch, no latency", batch))
-        if "steady" in only:
-            steady = bench.steady(batch)
-        if "1b" in only:
-            results.append(bench.initial(
-                "1b initial sync, one request per record, no latency", single))
-        budget = {"CUSTOMERIO_MAX_RPS": "100"}
-        if "2" in only:
-            results.append(bench.initial(
-                "2 one request per record, 100 rps budget, 50 ms latency",
-                {**single, **budget}, faults={"latency_ms": 50}, limit_rps=100))
-        if "2b" in only:
-            results.append(bench.initial(
-                "2b v2 batch, 100 rps budget, 50 ms latency", {**batch, **budget},
-                faults={"latency_ms": 50}, limit_rps=100))
-    finally:
-        bench.close()
-    keys = ["seconds", "records", "records_per_s", "cio_calls", "gis_calls", "events",
-            "people_updated", "worker_rss_mb", "redis_used_mb", "redis_delta_mb",
-            "sent_hash_mb", "steps_hash_mb", "celery_results_mb", "sf_keys_mb", "cio_span_s",
-            "budget_share_run",
-            "budget_share_sending", "max_in_1s_window", "over_budget", "schema_rejected",
-            "load_before"]
-    print("| Scenario | " + " | ".join(r["label"] for r in results) + " |")
-    print("|---|" + "---|" * len(results))
-    for key in keys:
-        cells = []
-        for r in results:
-            value = r.get(key, "")
-            cells.append(f"{value:.2f}" if isinstance(value, float) else str(value))
-        print(f"| {key} | " + " | ".join(cells) + " |")
-    if steady:
-        print()
-        print("Steady state (1% changed):", steady)
+    sizes = [tuple(int(n) for n in size.split("x")) for size in args.sizes.split(",")]
+    results = []
+    with PrivateRedis() as server:
+        for i, (people, applications) in enumerate(sizes):
+            args_i = argparse.Namespace(**{**vars(args), "steady": args.steady and i == 0})
+            result, steady = cold_start(server.url, people, applications, args_i)
+            results.append(result)
+            print(table([result]), flush=True)
+            if steady:
+                print("\nsteady state (1 % changed):", steady, "\n", flush=True)
+    print("\n" + table(results))
 
 
 if __name__ == "__main__":

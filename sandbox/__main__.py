@@ -31,6 +31,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--now", help="world anchor (ISO-8601); default: start time")
     p.add_argument("--log-level", default="warning")
     p.add_argument("--access-log", action="store_true")
+    p.add_argument("--max-recorded", type=int, default=200_000, metavar="N",
+                   help="requests kept in the recording (with their bodies); benchmarks "
+                        "keep few, so the sandbox's memory does not grow with the run")
     for api in APIS:
         group = p.add_argument_group(f"{api} budget and faults")
         for kind in LIMIT_FLAGS:
@@ -62,7 +65,7 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
             faults.setdefault(api, {})[name] = int(value) if integral else value
     return SandboxConfig(seed=args.seed, people=args.people, applications=args.applications,
                          profiles=args.profiles, now=parse_now(args.now), faults=faults,
-                         limits=limits)
+                         limits=limits, max_recorded=args.max_recorded)
 
 
 def banner(url: str, ctx: Sandbox) -> str:

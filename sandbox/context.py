@@ -31,6 +31,8 @@ class ApiState:
         self.counters: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter({r: 0 for r in REJECT_REASONS})
         self.over_budget = 0
+        self.first_at: float | None = None  # wall clock of the first and last request
+        self.last_at: float | None = None
         self.error_body: Callable[[int, str], Any] = lambda status, message: {"error": message}
         self.headers_hook: Callable[[ApiState, float], dict[str, str]] | None = None
 
@@ -48,6 +50,7 @@ class ApiState:
 
     def clear_counts(self) -> None:
         self.counters.clear()
+        self.first_at = self.last_at = None
         self.rejected = Counter({r: 0 for r in REJECT_REASONS})
         self.over_budget = 0
         self.retry_afters.clear()
@@ -118,6 +121,10 @@ class Sandbox:
             "early_after_429": {n: s.retry_afters.early for n, s in apis},
             "ignored_retry_after": {n: s.retry_afters.ignored for n, s in apis},
             "in_flight": {n: self.in_flight[n] for n, _ in apis},
+            # When each API's first and last recorded request arrived (even once the
+            # recording itself has dropped them): a run's sending span.
+            "first_at": {n: s.first_at for n, s in apis},
+            "last_at": {n: s.last_at for n, s in apis},
         }
 
     def faults_of(self, name: str) -> dict[str, Any]:

@@ -145,7 +145,10 @@ class GuardedEndpoint:
         return response
 
     def _record(self, request: Request, call: Call, status: int | None, ts: float) -> None:
-        self.state.counters[self.template] += 1
+        state = self.state
+        state.counters[self.template] += 1
+        state.first_at = ts if state.first_at is None else min(state.first_at, ts)
+        state.last_at = ts if state.last_at is None else max(state.last_at, ts)
         self.ctx.recording.append({
             "api": self.state.name, "method": request.method, "path": request.scope["path"],
             "query": dict(request.query_params) if request.scope["query_string"] else {},

@@ -40,9 +40,14 @@ HELP = {
     "rate_limited": "429 answers from each external API",
     "budget_waits": "Waits for the fleet's own request budget, per API",
     "runs": "Runs ended, by job and status",
+    "task_runs": "Task deliveries run, by task (a retry or a continuation is one more)",
+    "task_seconds": "Time spent in task deliveries, by task",
 }
+# Counted in milliseconds (integers in Redis), served in seconds.
+IN_SECONDS = {"task_milliseconds": "task_seconds"}
 GAUGES = ("gis_last_success_timestamp_seconds", "gis_scan_lag_seconds", "gis_failed_records",
-          "run_halted", "queue_depth", "parked_tasks", "migration_profiles")
+          "run_halted", "queue_depth", "parked_tasks", "migration_profiles",
+          "task_longest_seconds")
 # Every metric the exporter can serve (the alert rules and the dashboard use these).
 METRIC_NAMES = frozenset([PREFIX + n + "_total" for n in HELP] + [PREFIX + n for n in GAUGES])
 
@@ -61,6 +66,8 @@ def counters(snapshot: dict[tuple[str, tuple[tuple[str, str], ...]], int]
              ) -> Iterator[Metric]:
     families: dict[str, CounterMetricFamily] = {}
     for (name, labels), value in sorted(snapshot.items()):
+        if name in IN_SECONDS:
+            name, value = IN_SECONDS[name], value / 1000
         family = families.get(name)
         if family is None:
             family = CounterMetricFamily(PREFIX + name, HELP.get(name, name),
@@ -110,6 +117,11 @@ def fleet_gauges() -> Iterator[Metric]:
         depth.add_metric([queue], r.llen(queue))
     yield depth
     yield _gauge("parked_tasks", "Tasks parked in Redis for a long wait", parking.waiting())
+    longest = GaugeMetricFamily(PREFIX + "task_longest_seconds",
+                                "The longest delivery of each task so far", labels=["task"])
+    for task, seconds in sorted(metrics.longest_tasks().items()):
+        longest.add_metric([task], seconds)
+    yield longest
 
 
 def migration_gauges() -> Iterator[Metric]:

@@ -5,7 +5,8 @@ work (the counter is lost, the sync goes on).
 
 Keys:
 
-    sf:metrics         hash: "name|label=value,label=value" -> count
+    sf:metrics                 hash: "name|label=value,label=value" -> count
+    sf:metrics:task_longest    hash: task name -> the longest delivery so far (seconds)
 
 Counters (exported with the prefix `syncfleet_` and the suffix `_total`):
 
@@ -16,6 +17,8 @@ Counters (exported with the prefix `syncfleet_` and the suffix `_total`):
     rate_limited{api}             429s from each API
     budget_waits{api}             waits for the fleet's own budget
     runs{job, status}             runs ended, by status
+    task_runs{task}               task deliveries run (a retry or continuation is one more)
+    task_milliseconds{task}       their time, summed (exported in seconds)
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ from worker import store
 
 log = logging.getLogger(__name__)
 
-
+# HSET the field to the new value when it is larger: the longest delivery, fleet-wide.
+_KEEP_MAX = """
+local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > old then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+"""
 
 def field(name: str, labels: dict[str, Any]) -> str:
     inner = ",".join(f"{k}={labels[k]}" for k in sorted(labels))
@@ -70,3 +77,24 @@ def snapshot() -> dict[tuple[str, tuple[tuple[str, str], ...]], int]:
         name, labels = parse(raw)
         out[(name, tuple(sorted(labels.items())))] = int(value)
     return out
+
+
+def task_ran(task: str, seconds: float) -> None:
+    """A delivery of `task` took `seconds` (never raises)."""
+    try:
+        r = store.client()
+        with r.pipeline(transaction=False) as pipe:
+            pipe.hincrby(store.key("metrics"), field("task_runs", {"task": task}), 1)
+            pipe.hincrby(store.key("metrics"), field("task_milliseconds", {"task": task}),
+                         round(seconds * 1000))
+            pipe.eval(_KEEP_MAX, 1, store.key("metrics", "task_longest"), task,
+                      f"{seconds:.3f}")
+            pipe.execute()
+    except redis.RedisError:
+        log.warning("metrics: could not time task %s", task)
+
+
+def longest_tasks() -> dict[str, float]:
+    """task name -> its longest delivery so far (seconds)."""
+    return {k: float(v) for k, v in
+            store.client().hgetall(store.key("metrics", "task_longest")).items()}

@@ -25,7 +25,7 @@ from typing import Any
 from celery import Celery, Task, bootsteps
 from celery.exceptions import MaxRetriesExceededError, Retry, SoftTimeLimitExceeded
 
-from worker import parking, retry
+from worker import metrics, parking, retry
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,12 @@ class FleetTask(Task):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.request.started_at = time.monotonic()
+        try:
+            return self._run_once(*args, **kwargs)
+        finally:
+            metrics.task_ran(self.name, time.monotonic() - self.request.started_at)
+
+    def _run_once(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
         except retry.Continue as exc:

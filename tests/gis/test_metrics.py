@@ -79,6 +79,12 @@ def test_a_scrape_after_a_scan_shows_what_the_sandbox_recorded(fleet, gis_world,
     assert total(samples, "syncfleet_runs_total", job="gis") == 1
     assert total(samples, "syncfleet_gis_last_success_timestamp_seconds") > 0
     assert ("syncfleet_queue_depth", (("queue", "gis"),)) in samples
+    # Every delivery of the run's tasks was timed; none ran past the hard time limit.
+    for task in ("gis.scan", "gis.walk", "gis.part_done"):
+        assert total(samples, "syncfleet_task_runs_total", task=task) >= 1, task
+        longest = total(samples, "syncfleet_task_longest_seconds", task=task)
+        assert 0 < longest < 20, (task, longest)
+        assert total(samples, "syncfleet_task_seconds_total", task=task) >= longest
     served = {name.removesuffix("_created") for name, _ in samples}
     assert served <= METRIC_NAMES | {n.removesuffix("_total") for n in METRIC_NAMES}
 
