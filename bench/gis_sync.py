@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -46,35 +45,10 @@ sys.path.insert(0, str(ROOT))
 
 from redis_server import PrivateRedis, free_port  # noqa: E402
 
+from bench.fleet import peak_rss_mb_per_process, status_kb, worker_command  # noqa: E402
+
 PY = sys.executable
 SANDBOX_RECORDED = 1000
-
-
-def worker_command() -> list[str]:
-    """The Procfile's worker line, run by this interpreter."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.startswith("worker:"):
-            command = shlex.split(line.split(":", 1)[1])
-            assert command[0] == "celery", command
-            return [PY, "-m", *command]
-    raise SystemExit("no worker line in the Procfile")
-
-
-def status_kb(pid: int, field: str) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except FileNotFoundError:
-        pass
-    return 0
-
-
-def family(pid: int) -> list[int]:
-    """A process and its children (the prefork pool)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    kids = [int(p) for p in children.read_text().split()] if children.exists() else []
-    return [pid, *kids]
 
 
 class Sandbox:
@@ -115,7 +89,7 @@ class Sandbox:
 
 class Fleet:
     def __init__(self, env: dict[str, str], workers: int) -> None:
-        self.procs = [subprocess.Popen([*worker_command(), "-n", f"bench{i}@%h"], cwd=ROOT,
+        self.procs = [subprocess.Popen(worker_command(f"bench{i}"), cwd=ROOT,
                                        env=env, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL, start_new_session=True)
                       for i in range(workers)]
@@ -128,8 +102,7 @@ class Fleet:
                 raise SystemExit("the workers did not answer ping")
 
     def peak_rss_mb(self) -> float:
-        return max(status_kb(p, "VmHWM") for proc in self.procs
-                   for p in family(proc.pid)) / 1024
+        return peak_rss_mb_per_process([proc.pid for proc in self.procs])
 
     def stop(self) -> None:
         for proc in self.procs:

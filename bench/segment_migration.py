@@ -31,10 +31,12 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT))
 os.environ.pop("REDIS_URL", None)  # always a private Redis
 
 from redis_server import PrivateRedis, free_port  # noqa: E402
 
+from bench.fleet import family, peak_rss_mb_per_process, status_kb, worker_command  # noqa: E402
 from sandbox.credentials import env_for  # noqa: E402
 from sandbox.testing import SandboxAdmin  # noqa: E402
 
@@ -57,27 +59,20 @@ def start_sandbox(port: int, profiles: int) -> subprocess.Popen:
     raise RuntimeError("sandbox did not start")
 
 
-def start_worker(env: dict[str, str], name: str, concurrency: int) -> subprocess.Popen:
-    args = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-n", f"{name}@%h",
-            "--pool", "threads", "-c", str(concurrency), "-Q", "segment,default",
-            "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip",
-            "--without-mingle"]
+def start_worker(env: dict[str, str], name: str) -> subprocess.Popen:
+    """The shipped worker (the Procfile's command: prefork, 4 processes)."""
     log = open(LOGS / f"bench-seg-{name}.log", "w")  # noqa: SIM115
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(worker_command(name), cwd=ROOT, env={**env, "LOG_LEVEL": "WARNING"},
+                            stdout=log, stderr=subprocess.STDOUT)
 
 
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(current, peak) resident memory of a process, MB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmRSS", "VmHWM")):
-            name, kb = line.split(":")
-            values[name] = int(kb.split()[0]) / 1024
-    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+def rss_mb(pids: list[int]) -> float:
+    """Resident memory now of these workers and their pool processes, MB."""
+    return sum(status_kb(p, "VmRSS") for pid in pids for p in family(pid)) / 1024
 
 
 def migrate(redis_url: str, url: str, profiles: int, env: dict[str, str],
-            workers: int = 1, concurrency: int = 4) -> dict[str, Any]:
+            workers: int = 1) -> dict[str, Any]:
     """One run through real worker processes; figures from the summary and the sandbox."""
     from worker import store
     from worker.app import app
@@ -90,7 +85,7 @@ def migrate(redis_url: str, url: str, profiles: int, env: dict[str, str],
     admin.clear_requests()
     requests.get(f"{url}/admin/voucherify/customers", timeout=60)
     full_env = {**os.environ, **env_for(url), "REDIS_URL": redis_url, **env}
-    procs = [start_worker(full_env, f"bench{i}", concurrency) for i in range(workers)]
+    procs = [start_worker(full_env, f"bench{i}") for i in range(workers)]
     time.sleep(4)  # workers up (no ping: keep the bench simple)
     run_id = new_run_id()
     app.send_task("segment.migrate", kwargs={"run_id": run_id})
@@ -98,10 +93,10 @@ def migrate(redis_url: str, url: str, profiles: int, env: dict[str, str],
     try:
         while summary is None:
             time.sleep(0.5)
-            peak_rss = max(peak_rss, sum(rss_mb(p.pid)[0] for p in procs))
+            peak_rss = max(peak_rss, rss_mb([p.pid for p in procs]))
             peak_redis = max(peak_redis, int(r.info("memory")["used_memory"]))
             summary = state.get_summary(run_id)
-        hwm = sum(rss_mb(p.pid)[1] for p in procs)
+        hwm = peak_rss_mb_per_process([p.pid for p in procs])
     finally:
         for proc in procs:
             proc.terminate()
@@ -127,7 +122,7 @@ def migrate(redis_url: str, url: str, profiles: int, env: dict[str, str],
         "early_after_429": stats["early_after_429"]["segment"],
         "ignored_retry_after": stats.get("ignored_retry_after", {}).get("segment"),
         "rejected": stats["rejected"]["voucherify"],
-        "worker_rss_mb": peak_rss, "worker_hwm_mb": hwm,
+        "worker_rss_mb_all_processes": peak_rss, "peak_rss_mb_per_worker_process": hwm,
         "redis_used_mb": peak_redis / 2**20,
     }
 
@@ -190,7 +185,7 @@ def main() -> None:
                 admin.reset()
                 admin.limits("segment", rps=0)
                 admin.limits("voucherify", rpm=0)
-                show("fast: no latency, no budgets, 2 workers x 4 threads",
+                show("fast: no latency, no budgets, 2 workers x 4 prefork processes",
                      migrate(redis.url, url, args.profiles, unlimited, workers=2))
             if "bulk" in wanted:
                 admin.reset()
@@ -206,7 +201,7 @@ def main() -> None:
                 admin.reset()
                 admin.limits("segment", rps=100)
                 admin.faults("segment", latency_ms=50)
-                show("budget: Segment 100 req/s + 50 ms latency, 1 worker x 4 threads",
+                show("budget: Segment 100 req/s + 50 ms latency, 1 worker x 4 prefork processes",
                      migrate(redis.url, url, args.profiles,
                              {"SEGMENT_MAX_RPS": "100", "VOUCHERIFY_MAX_RPM": "2000"}))
             if "original" in wanted:
