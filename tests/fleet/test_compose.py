@@ -78,6 +78,13 @@ def health_command(name: str) -> list[str]:
     return test[1:]
 
 
+def run_health_check(name: str, port: str, published: int, env: dict[str, str]
+                     ) -> subprocess.CompletedProcess[str]:
+    """A service's health check against its port as published here (a free one)."""
+    check = [part.replace(f":{port}/", f":{published}/") for part in health_command(name)]
+    return subprocess.run(check, env=env, capture_output=True, text=True, timeout=30)
+
+
 # ---- the file's properties -------------------------------------------------------------
 
 def test_redis_is_persistent_password_protected_capped_and_never_evicts():
@@ -428,11 +435,8 @@ def test_compose_services_start_and_answer(compose_stack):
     metrics = requests.get(f"{base}/metrics", auth=(user, password), timeout=5)
     assert metrics.status_code == 200 and "flower_" in metrics.text
     # ... and the compose health check itself passes (the published port is a free one here).
-    check = [part.replace(":5555/", f":{compose_stack['flower_port']}/")
-             for part in health_command("flower")]
-    result = subprocess.run(check, env=compose_stack["env"], capture_output=True, text=True,
-                            timeout=30)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert run_health_check("flower", "5555", compose_stack["flower_port"],
+                            compose_stack["env"]).returncode == 0
     workers = requests.get(f"{base}/api/workers?refresh=1", auth=(user, password), timeout=15)
     assert workers.status_code == 200 and node in workers.json()
 
@@ -449,14 +453,11 @@ def test_compose_services_start_and_answer(compose_stack):
     login = tuple(SECRETS["METRICS_BASIC_AUTH"].split(":", 1))
     scraped = requests.get(exporter, auth=login, timeout=10)
     assert scraped.status_code == 200 and "syncfleet_queue_depth" in scraped.text
-    check = [part.replace(":9808/", f":{compose_stack['metrics_port']}/")
-             for part in health_command("metrics")]
-    result = subprocess.run(check, env=compose_stack["env"], capture_output=True, text=True,
-                            timeout=30)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert run_health_check("metrics", "9808", compose_stack["metrics_port"],
+                            compose_stack["env"]).returncode == 0
     svc["metrics"].stop()
-    assert subprocess.run(check, env=compose_stack["env"], capture_output=True,
-                          timeout=30).returncode != 0
+    assert run_health_check("metrics", "9808", compose_stack["metrics_port"],
+                            compose_stack["env"]).returncode != 0
 
     # SIGTERM (what compose sends) gives Celery's warm shutdown, then the worker exits.
     svc["worker"].stop()
