@@ -36,8 +36,8 @@ def kill_mid_run(fleet_app, worker_process, admin, task: str, **kwargs) -> tuple
 
     assert state.r().zcard("unacked_index") > 0  # the kill left work unacknowledged
     admin.clear_faults("customerio")
-    worker_process(name="crash-2")
-    run = wait_run(result.id, timeout=RECOVERY_BOUND + 30)
+    second = worker_process(name="crash-2")
+    run = wait_run(result.id, timeout=RECOVERY_BOUND + 30, alive=(second,))
     return run, time.monotonic() - killed_at
 
 

@@ -128,10 +128,11 @@ def flat(events: dict[str, list[tuple[str, str, int]]]) -> set[tuple[str, str, i
     return {e for evs in events.values() for e in evs}
 
 
-def wait_run(run_id: str, timeout: float = 60) -> dict[str, Any]:
-    """The run's summary, once gis.finish_scan wrote it."""
+def wait_run(run_id: str, timeout: float = 60, alive: tuple = ()) -> dict[str, Any]:
+    """The run's summary, once written (`alive`: processes whose death, or log on a
+    timeout, explains a missing one)."""
     return wait_for(lambda: runs.summary("gis", run_id), f"the summary of run {run_id}",
-                    timeout)
+                    timeout, alive=alive)
 
 
 def scan(app, timeout: float = 60) -> dict[str, Any]:
