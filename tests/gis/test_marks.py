@@ -65,3 +65,43 @@ def test_a_dry_run_or_backfill_walk_moves_no_mark(redis_client):
                          holds_lock=False)
     walk_all("r2", settings)
     assert state.marks(SCOPE) == {}
+
+
+class ChangingGis:
+    """A GIS list served the way GIS pages it (updated_at ascending, `last_interaction`
+    lower bound, page/per_page), whose records can change between two page reads."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    def query(self, text: str, variables: dict[str, Any]) -> dict[str, Any]:
+        lower = (variables["filters"].get("last_interaction") or {}).get("from") or ""
+        rows = sorted((r for r in self.rows if r["updated_at"] >= lower),
+                      key=lambda r: (r["updated_at"], r["id"]))
+        size, page = variables["per_page"], variables["page"]
+        return {"allPeople": {"data": rows[(page - 1) * size:page * size]}}
+
+
+def test_a_record_that_changes_at_a_page_boundary_is_read_again(monkeypatch):
+    from worker.clients.gis import PEOPLE, GisClient
+
+    monkeypatch.setenv("GIS_ACCESS_TOKEN", "t")
+    from worker.settings import get_settings
+
+    get_settings.cache_clear()
+    client = GisClient(get_settings())
+    client.page_size = 2
+    gis = ChangingGis([{"id": "1", "updated_at": "2026-01-01T00:00:00Z"},
+                       {"id": "2", "updated_at": "2026-01-02T00:00:00Z"},
+                       {"id": "3", "updated_at": "2026-01-03T00:00:00Z"}])
+    client.query = gis.query  # type: ignore[method-assign]
+    first, cursor = client.page(PEOPLE, {}, Cursor())
+    assert [r["id"] for r in first] == ["1", "2"]
+    gis.rows[1] = {"id": "2", "updated_at": "2026-01-04T00:00:00Z"}  # 2 changes meanwhile
+    rest = []
+    while cursor is not None:
+        rows, cursor = client.page(PEOPLE, {}, cursor)
+        rest += rows
+    # The boundary's old version is not read twice; its new one is read.
+    assert [(r["id"], r["updated_at"][:10]) for r in rest] == [("3", "2026-01-03"),
+                                                               ("2", "2026-01-04")]

@@ -88,7 +88,8 @@ APPLICATIONS = Listing(APPLICATIONS_QUERY, "allOpportunityApplication", "ASC_upd
 @dataclass(frozen=True)
 class Cursor:
     """Where a walk of a list stands: records changed at or after `lower` (None: all),
-    page `page` of those, without the ids in `skip` (already read at that boundary)."""
+    page `page` of those, without the versions in `skip` (already read at that boundary:
+    "id|updated_at", so a record that changed again since is read again)."""
 
     lower: str | None = None
     page: int = 1
@@ -101,6 +102,11 @@ class Cursor:
     def from_json(cls, raw: dict[str, Any]) -> Cursor:
         return cls(lower=raw.get("lower"), page=int(raw.get("page") or 1),
                    skip=list(raw.get("skip") or []))
+
+def _version(row: dict[str, Any]) -> str:
+    """A record as read at one time: its id and `updated_at`."""
+    return f"{row.get('id')}|{row.get('updated_at')}"
+
 
 CREDENTIALS = ("GIS_ACCESS_TOKEN",)
 REFRESH_CREDENTIALS = ("GIS_REFRESH_TOKEN", "GIS_CLIENT_ID", "GIS_CLIENT_SECRET")
@@ -242,11 +248,11 @@ class GisClient:
         found = self.query(listing.text, variables).get(listing.root) or {}
         rows = [row for row in found.get("data") or [] if row]
         skip = set(cursor.skip)
-        fresh = [row for row in rows if str(row.get("id")) not in skip]
+        fresh = [row for row in rows if _version(row) not in skip]
         if len(rows) < self.page_size:
             return fresh, None
         last = rows[-1].get("updated_at")
-        at_last = [str(r.get("id")) for r in rows if r.get("updated_at") == last]
+        at_last = [_version(r) for r in rows if r.get("updated_at") == last]
         if last and last != cursor.lower:  # move the lower bound: re-reads only the boundary
             return fresh, Cursor(lower=last, page=1, skip=at_last)
         # A full page of one timestamp: step through it by page.
