@@ -39,5 +39,14 @@ def test_marks_move_to_the_newest_update_minus_overlap():
     records = [{"updated_at": "2026-01-01T00:00:00Z"}, {"updated_at": "2026-01-03T00:00:00Z"}]
     assert newest(records, "2026-01-02T00:00:00Z") == "2026-01-03T00:00:00Z"
     assert newest([], "2026-01-02T00:00:00Z") == "2026-01-02T00:00:00Z"
+
+
+def test_a_record_stamped_in_the_future_moves_the_mark_to_now_only():
+    from tests.support.clock import ago, iso
+
+    now = ago(seconds=0)
+    future = [{"updated_at": "3000-01-01T00:00:00Z"}, {"updated_at": iso(ago(days=1))}]
+    mark = newest(future, iso(ago(days=2)), now=now.timestamp())
+    assert mark == iso(now)
     assert lower_bound("2026-01-01T00:10:00Z", 600) == "2026-01-01T00:00:00Z"
     assert lower_bound(None, 600) is None

@@ -5,6 +5,7 @@ for the sync tasks.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -31,13 +32,20 @@ def since_marks(marks: dict[str, str], streams: list[str], overlap: int
     return {stream: lower_bound(marks.get(stream), overlap) for stream in streams}
 
 
-def newest(records: Iterable[dict[str, Any]], current: str | None) -> str | None:
-    """The newest `updated_at` among records and the current mark."""
+def newest(records: Iterable[dict[str, Any]], current: str | None,
+           now: float | None = None) -> str | None:
+    """The newest `updated_at` among records and the current mark, never past `now`: a
+    record stamped in the future (a skewed clock, a typo) must not move the mark beyond
+    changes that have not happened yet (it is read again by each scan, harmlessly)."""
+    now = time.time() if now is None else now
     best, best_ts = current, to_unix(current) if current else None
     for record in records:
         ts = to_unix(record.get("updated_at"))
-        if ts is not None and (best_ts is None or ts > best_ts):
-            best, best_ts = record["updated_at"], ts
+        if ts is None:
+            continue
+        value = record["updated_at"] if ts <= now else iso(now)
+        if best_ts is None or min(ts, now) > best_ts:
+            best, best_ts = value, min(ts, now)
     return best
 
 
