@@ -45,7 +45,8 @@ HELP = {
 }
 # Counted in milliseconds (integers in Redis), served in seconds.
 IN_SECONDS = {"task_milliseconds": "task_seconds"}
-GAUGES = ("gis_last_success_timestamp_seconds", "gis_scan_lag_seconds", "gis_failed_records",
+GAUGES = ("gis_last_success_timestamp_seconds", "gis_scan_lag_seconds",
+          "gis_scan_interval_seconds", "gis_failed_records",
           "run_halted", "queue_depth", "parked_tasks", "migration_profiles",
           "task_longest_seconds")
 # Every metric the exporter can serve (the alert rules and the dashboard use these).
@@ -93,6 +94,8 @@ def gis_gauges(now: float) -> Iterator[Metric]:
             lag.add_metric([str(scope.lc)], now - min(marks))
     yield last
     yield lag
+    yield _gauge("gis_scan_interval_seconds", "GIS_SCAN_INTERVAL: beat starts a scan this often",
+                 get_settings().gis_scan_interval)
     sizes = gis_failed.sizes(gis_state.workspace(get_settings()))
     family = GaugeMetricFamily(PREFIX + "gis_failed_records",
                                "GIS records failing (retried) or dead (given up)",
@@ -126,16 +129,20 @@ def fleet_gauges() -> Iterator[Metric]:
 
 def migration_gauges() -> Iterator[Metric]:
     family = GaugeMetricFamily(PREFIX + "migration_profiles",
-                               "Profiles of each running migration so far",
-                               labels=["run_id", "state"])
+                               "Profiles of each running migration so far: listed, fetched, "
+                               "confirmed (live, while slices run); upserted, failed, skipped "
+                               "(of finished slices)", labels=["run_id", "state"])
     for run in runs.recent(10, job=segment_state.JOB):
         if run.get("status") != runs.RUNNING:
             continue
         progress = segment_state.progress(run["run_id"]) or {}
-        counts = progress.get("counts") or {}
-        for name, label in (("profiles", "seen"), ("upserted", "upserted"),
-                            ("failed", "failed"), ("skipped", "skipped")):
-            family.add_metric([run["run_id"], label], counts.get(name, 0))
+        live, counts = progress.get("live") or {}, progress.get("counts") or {}
+        figures = {"listed": live.get("profiles_listed", 0),
+                   "fetched": live.get("profiles_fetched", 0),
+                   "confirmed": live.get("customers_confirmed", 0),
+                   **{name: counts.get(name, 0) for name in ("upserted", "failed", "skipped")}}
+        for label, value in figures.items():
+            family.add_metric([run["run_id"], label], value)
     yield family
 
 

@@ -11,6 +11,10 @@ soon as slots free up, and arrival jitter then overflows the service's own windo
 
 After a 429 anywhere, `cool_down` stops every worker's calls to that API until the
 service's Retry-After.
+
+    sf:limits:LIMITER/...  the moving windows (the `limits` library's keys, prefixed)
+    sf:pace:{budget}       the next free slot of a paced budget
+    sf:cooldown:{budget}   set for the Retry-After of a 429: no calls until it expires
 """
 
 from __future__ import annotations
@@ -42,8 +46,9 @@ class NoBudget(Exception):
 
 
 @lru_cache(maxsize=4)
-def _limiter(redis_url: str) -> MovingWindowRateLimiter:
-    return MovingWindowRateLimiter(RedisStorage(redis_url))
+def _limiter(redis_url: str, key_prefix: str) -> MovingWindowRateLimiter:
+    # Under the fleet's prefix (`sf:limits`): two fleets sharing a Redis keep their own.
+    return MovingWindowRateLimiter(RedisStorage(redis_url, key_prefix=key_prefix))
 
 
 def per_second(rate: float) -> RateLimitItem:
@@ -78,7 +83,7 @@ class Budget:
     def acquire(self) -> float:
         """Take one request's budget, waiting in place at most INLINE_WAIT_MAX seconds;
         returns when it was taken (Unix seconds)."""
-        limiter = _limiter(self.redis_url)
+        limiter = _limiter(self.redis_url, store.key("limits"))
         deadline = time.monotonic() + INLINE_WAIT_MAX
         while True:
             wait = self.cooling_for()

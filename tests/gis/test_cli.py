@@ -25,6 +25,7 @@ def test_scan_follow_shows_progress_that_moves_and_ends_with_the_summary(fleet, 
     assert "GIS run" in done.stdout and "events_sent" in done.stdout
     # finished_with_errors: the world holds malformed people (exit 1); never halted (2).
     assert done.returncode == 1, done.stderr[-2000:]
+    assert done.stderr == ""  # nothing else, not even at the interpreter's exit
 
 
 def test_runs_and_failed_records_and_dropping_one_for_good(fleet, gis_world):

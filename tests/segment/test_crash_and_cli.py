@@ -94,3 +94,19 @@ def test_cli_migrate_follow_shows_progress_that_moves_then_the_summary_table(seg
     shown = json.loads(status.stdout)
     assert shown["summary"]["customers_upserted"] == len(identified)
     assert shown["slices_total"] == shown["slices_done"] == 3
+
+
+def test_cli_status_of_a_running_migration_is_a_table(seg_env, fleet):
+    seg_env.admin.faults("segment", latency_ms=50)  # long enough to be asked while running
+    run_id = start_run(fleet)
+    wait_for(lambda: (state.progress(run_id) or {}).get("live", {}).get("profiles_fetched"),
+             "the first profiles fetched", 60)
+    done = subprocess.run([sys.executable, "-m", "worker", "status", run_id], cwd=ROOT,
+                          env={**os.environ, "COLUMNS": "160"}, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0 and done.stderr == ""
+    assert f"run {run_id} (running)" in done.stdout
+    assert re.search(r"profiles fetched\s+│ [1-9]", done.stdout)
+    assert "{" not in done.stdout  # a table, not a Python dict
+    seg_env.admin.clear_faults("segment")
+    wait_summary(run_id)

@@ -48,7 +48,7 @@ def wait_for(check: Callable[[], T], what: str, timeout: float = 60,
 
 
 def clear_fleet_state(redis_client) -> None:
-    for pattern in ("sf:*", "LIMITS*"):
+    for pattern in ("sf:*",):
         keys = list(redis_client.scan_iter(pattern, count=1000))
         for i in range(0, len(keys), 500):
             redis_client.delete(*keys[i:i + 500])

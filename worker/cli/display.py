@@ -32,6 +32,14 @@ class Parser(argparse.ArgumentParser):
         fail_line(f"{self.prog}: {message} (see `{self.prog} --help`)", EXIT_USAGE)
 
 
+def release(result: Any) -> None:
+    """Stop waiting on a task's result now: left to its `__del__` at the interpreter's
+    exit, Celery's clean-up can no longer import and prints a traceback."""
+    backend, result.backend = result.backend, None
+    if backend is not None:
+        backend.remove_pending_result(result)
+
+
 def emit_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 

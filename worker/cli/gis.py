@@ -117,9 +117,13 @@ def _start(args: argparse.Namespace, task: str, kwargs: dict[str, Any]) -> int:
     from worker.app import app
 
     result = app.send_task(task, kwargs=kwargs)
-    started = result.get(timeout=max(args.timeout, 60) if args.timeout else 120,
-                         propagate=False)
-    if result.failed():
+    try:
+        started = result.get(timeout=max(args.timeout, 60) if args.timeout else 120,
+                             propagate=False)
+        failed = result.failed()
+    finally:
+        display.release(result)
+    if failed:
         fail_line(f"{task} failed: {started}")
     if started.get("status") != "started":
         emit_json(started) if args.json else print(f"{task}: {started.get('reason') or started}")
@@ -157,7 +161,8 @@ def _progress(run_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
 def print_summary(out: Any, summary: dict[str, Any], limit: int = 20) -> None:
     names = ("status", "error", "kind", "cold_start", "since", "people_seen", "people_updated",
              "people_unchanged", "people_failed", "applications_seen", "applications_failed",
-             "events_sent", "events_skipped", "gis_calls", "cio_calls", "duration_s")
+             "events_sent", "events_skipped", "fields_dropped", "gis_calls", "cio_calls",
+             "duration_s")
     rows = [(n, summary[n]) for n in names if summary.get(n) not in (None, "")]
     rows += [(n, v) for n, v in sorted(summary.items()) if n.startswith("moves_")]
     if summary.get("missing"):
@@ -169,3 +174,9 @@ def print_summary(out: Any, summary: dict[str, Any], limit: int = 20) -> None:
                       ("kind", "id", "reason"),
                       ([e.get("kind"), e.get("id"), e.get("reason")] for e in errors[:limit]),
                       out)
+    warnings = summary.get("warnings") or []
+    if warnings:
+        display.table(f"Fields dropped ({len(warnings)}, first {min(limit, len(warnings))})",
+                      ("kind", "id", "field", "reason"),
+                      ([w.get("kind"), w.get("id"), w.get("field"), w.get("reason")]
+                       for w in warnings[:limit]), out)

@@ -47,6 +47,16 @@ def migrate(args: argparse.Namespace) -> int:
     previous = (state.get_run(run_id) or {}).get("attempt", 0) if args.run_id else 0
     result = app.send_task("segment.migrate", kwargs={"run_id": run_id,
                                                       "slice_size": args.slice_size})
+    try:
+        return _follow_migration(args, result, run_id, previous)
+    finally:
+        display.release(result)
+
+
+def _follow_migration(args: argparse.Namespace, result: Any, run_id: str, previous: int
+                      ) -> int:
+    from worker.segment_migration import state
+
     out = display.console(for_json=args.json)
     if not args.json:
         out.print(f"run [bold]{run_id}[/bold] sent to the fleet (task {result.id})")
@@ -127,7 +137,19 @@ def show_status(args: argparse.Namespace) -> int:
     if summary is not None:
         print_summary(out, summary)
         return display.exit_code(summary)
-    out.print(progress)
+    live, counts = progress["live"], progress["counts"]
+    display.key_values(f"Segment -> Voucherify run {args.run_id} ({progress['status']})", [
+        ("started", progress["started_at"]), ("attempt", progress["attempt"]),
+        ("profiles listed", f"{live['profiles_listed']}"
+                            + ("" if progress["walk_done"] else " (walk going on)")),
+        ("profiles fetched", live["profiles_fetched"]),
+        ("customers confirmed", live["customers_confirmed"]),
+        ("slices done / total", f"{progress['slices_done']} / {progress['slices_total']}"),
+        ("upserted / skipped / failed (finished slices)",
+         f"{counts['upserted']} / {counts['skipped']} / {counts['failed']}"),
+        ("Segment calls", progress["calls"]["segment"]),
+        ("Voucherify calls", progress["calls"]["voucherify"]),
+    ], out)
     return EXIT_OK
 
 

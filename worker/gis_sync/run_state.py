@@ -121,13 +121,14 @@ def finish_run(run_id: str, keep: int, incomplete: bool = False, **extra: Any
                "warnings_by_field": dict(Counter(f"{w['kind']}.{w['field']}"
                                                  for w in warnings)),
                "finished_at": runs.iso(), **extra}
-    scan = run.get("kind") == "scan" and not run.get("dry_run")
-    # Before the summary: whoever sees the summary sees the success too.
+    scan = run.get("kind") == "scan"
+    # Before the summary: whoever sees the summary sees the success too. A dry run's
+    # too: `syncfleet health` asks whether the scans go on, not whether they write.
     if scan and status in (runs.FINISHED, runs.FINISHED_WITH_ERRORS):
         set_last_success(scope_of(run))
     if not runs.finish(JOB, run_id, summary, ttl=RUN_TTL):
         return None
-    if scan and status == runs.HALTED:
+    if scan and status == runs.HALTED and not run.get("dry_run"):
         restore_marks(scope_of(run), run.get("marks_before") or {})
     runs.forget_beyond(JOB, keep)
     return summary

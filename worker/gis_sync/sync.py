@@ -218,7 +218,10 @@ def sync_records(people: list[dict[str, Any]], applications: list[dict[str, Any]
 def keep_for_next_scan(people: list[dict[str, Any]], applications: list[dict[str, Any]],
                        reason: str, settings: Settings) -> None:
     """Records this run could not send go to the failed list: the scan's marks have
-    moved past them, and a later scan retries what that list holds."""
+    moved past them, and a later scan retries what that list holds. A dry run writes
+    nothing (its marks do not move)."""
+    if settings.dry_run:
+        return
     failed.record(
         state.workspace(settings),
         [{"kind": "person", "id": str(p.get("id")), "reason": reason} for p in people]
