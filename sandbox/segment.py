@@ -209,7 +209,7 @@ def reset(ctx: Sandbox) -> None:
     cfg = ctx.config
     current = ctx.data.get(API)
     if not (isinstance(current, ProfileWorld) and current.seed == cfg.seed
-            and current.count == cfg.profiles):
+            and current.count == cfg.profiles and not current.added):
         ctx.data[API] = current = None  # the old world goes first (peak memory)
         ctx.data[API] = ProfileWorld(cfg.seed, cfg.profiles)
     state = ctx.api(API)
@@ -220,6 +220,15 @@ def reset(ctx: Sandbox) -> None:
 
 def admin_routes(ctx: Sandbox) -> list[BaseRoute]:
     async def profiles(request: Request) -> Response:
+        if request.method == "POST":  # {"profiles": [{segment_id, traits, external_ids}]}
+            try:
+                raw = (await request.json()).get("profiles")
+                if not isinstance(raw, list):
+                    raise ValueError('expected {"profiles": [profiles]}')
+                added = world(ctx).add(raw)
+            except (ValueError, AttributeError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            return JSONResponse({"added": len(added), "count": len(world(ctx).profiles)})
         return JSONResponse(world(ctx).to_json())
 
-    return [Route("/world/profiles", profiles, methods=["GET"])]
+    return [Route("/world/profiles", profiles, methods=["GET", "POST"])]

@@ -87,6 +87,17 @@ class SandboxAdmin:
     def world_profiles(self) -> list[dict[str, Any]]:
         return self._do("GET", "/world/profiles")["profiles"]
 
+    def add_people(self, people: list[dict[str, Any]]) -> Any:
+        """Hand-built GIS people, served as given (docs/sandbox.md, "Adding records")."""
+        return self._do("POST", "/world/people", json={"people": people})
+
+    def add_applications(self, applications: list[dict[str, Any]]) -> Any:
+        return self._do("POST", "/world/applications", json={"applications": applications})
+
+    def add_profiles(self, profiles: list[dict[str, Any]]) -> Any:
+        """Hand-built Segment profiles: {"segment_id", "traits", "external_ids"}."""
+        return self._do("POST", "/world/profiles", json={"profiles": profiles})
+
     def customerio_profiles(self, site: str | None = None) -> dict[str, Any]:
         return self._do("GET", "/customerio/profiles", params={"site": site} if site else None)
 

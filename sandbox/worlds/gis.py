@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sandbox.credentials import GIS_HOME_LC_ID
+from sandbox.worlds.added import AddedApplication, AddedPerson, AddedRecord
 from sandbox.worlds.draws import Draws, Weighted, building
 from sandbox.worlds.gis_records import (
     DAY,
@@ -99,6 +100,13 @@ def _offices() -> tuple[Office, list[Office]]:
     return home, others
 
 
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _lc_and_mc(office: Office) -> tuple[int, ...]:
     return (office.id, office.parent.id) if office.parent else (office.id,)
 
@@ -136,6 +144,38 @@ class World:
         self.people_index = RecordIndex(self.people, PEOPLE_GROUPS)
         self.application_index = RecordIndex(self.applications, APPLICATION_GROUPS)
         self.advances = 0
+        # Records added by hand (sandbox/worlds/added.py), by the id they are served
+        # with: the last one added under an id is the one a single-record query finds.
+        self.added_people: dict[str, AddedPerson] = {}
+        self.added_applications: dict[str, AddedApplication] = {}
+        self.added = 0
+
+    def add(self, people: list[dict[str, Any]], applications: list[dict[str, Any]]
+            ) -> tuple[list[AddedPerson], list[AddedApplication]]:
+        """Add hand-built records (JSON, served as given): into the world's lists, the
+        indexes and the single-record lookups. A record whose id exists already (added
+        or generated) is a second record with that id: lists hold both, a
+        single-record query finds the one added last. ValueError: nothing added."""
+        start = self.added
+        new_people = [AddedPerson(p, start + i) for i, p in enumerate(people)]
+        start += len(new_people)
+        new_apps = [AddedApplication(a, start + i) for i, a in enumerate(applications)]
+        self.added = start + len(new_apps)
+        self.people_index.add(new_people)
+        self.application_index.add(new_apps)
+        self.added_people.update((p.given_id, p) for p in new_people)
+        self.added_applications.update((a.given_id, a) for a in new_apps)
+        return new_people, new_apps
+
+    def find_person(self, person_id: str) -> Any:
+        """`person(id)`: a person added under this id, else the generated one."""
+        found = self.added_people.get(person_id)
+        return found if found is not None else self.people_by_id.get(_int(person_id))
+
+    def find_application(self, application_id: str) -> Any:
+        found = self.added_applications.get(application_id)
+        return found if found is not None else \
+            self.applications_by_id.get(_int(application_id))
 
     def advance(self, share: float, people_share: float, seed: int | None) -> dict[str, Any]:
         """Move a share of applications (mostly forward) and edit a share of people,
@@ -143,16 +183,17 @@ class World:
         self.advances += 1
         rng = random.Random(seed if seed is not None else self.seed * 1000 + self.advances)
         stamp = max(int(time.time()), self.now + 1)
-        movable = [a for a in self.applications if a.status not in TERMINAL]
-        count = min(len(movable), round(share * len(self.applications)))
+        generated = [a for a in self.applications if not isinstance(a, AddedRecord)]
+        movable = [a for a in generated if a.status not in TERMINAL]
+        count = min(len(movable), round(share * len(generated)))
         moved = rng.sample(movable, count)
         moves = []
         for app in moved:
             before = app.status
             _move(app, rng, stamp)
             moves.append({"id": str(app.id), "from": before, "to": app.status})
-        edited = rng.sample(self.people, min(len(self.people),
-                                             round(people_share * len(self.people))))
+        people = [p for p in self.people if not isinstance(p, AddedRecord)]  # as added
+        edited = rng.sample(people, min(len(people), round(people_share * len(people))))
         for person in edited:
             _edit(person, rng, stamp)
         self.application_index.changed(moved)

@@ -16,7 +16,7 @@ tests assert on it (a page must not look at more than it returns), benchmarks ti
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from operator import attrgetter
@@ -32,6 +32,7 @@ class Indexed(Protocol):
 
 R = TypeVar("R", bound=Indexed)
 ORDER = attrgetter("updated_ts", "id")
+ID = attrgetter("id")
 # A group smaller than this is sorted again when asked for (cheaper than keeping one
 # Ordered per person id); larger ones are kept and maintained.
 KEEP_ORDERED = 64
@@ -128,6 +129,16 @@ class RecordIndex(Generic[R]):
                 self._answers.clear()
             found = self._answers[key] = build()
         return found
+
+    def add(self, records: list[R]) -> None:
+        """New records (sandbox/worlds/added.py): put in id order into the records and
+        every group split so far, then into every order built so far (as `changed`)."""
+        for record in records:
+            insort(self.records, record, key=ID)
+            for attribute, groups in self._groups.items():
+                for value in self.groupings[attribute](record):
+                    insort(groups.setdefault(value, []), record, key=ID)
+        self.changed(records)
 
     def changed(self, records: Iterable[R]) -> None:
         """Records that changed (their updated_ts too, maybe): every answer kept is

@@ -89,6 +89,37 @@ class Profile:
                 "external_ids": self.external_ids}
 
 
+class AddedProfile(Profile):
+    """A profile added by hand (`POST /admin/world/profiles`): traits any JSON object,
+    external ids rows served exactly as given (any JSON: a test's malformed rows too)."""
+
+    __slots__ = ()
+
+    @property
+    def external_ids(self) -> list[Any]:
+        return marshal.loads(self._ids)
+
+    def id_pairs(self) -> list[tuple[str, str]]:
+        return [(row["type"], row["id"]) for row in marshal.loads(self._ids)
+                if isinstance(row, dict) and isinstance(row.get("type"), str)
+                and isinstance(row.get("id"), str)]
+
+
+def added_profile(raw: Any) -> AddedProfile:
+    """{"segment_id", "traits", "external_ids"} as a profile; ValueError naming what is
+    wrong (the API could not serve it: a profile id is a non-empty string, traits an
+    object of JSON values, external ids a list)."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"a profile is an object, got {type(raw).__name__}")
+    segment_id, traits = raw.get("segment_id"), raw.get("traits", {})
+    rows = raw.get("external_ids", [])
+    if not isinstance(segment_id, str) or not segment_id:
+        raise ValueError(f"segment_id must be a non-empty string, got {segment_id!r}")
+    if not isinstance(traits, dict) or not isinstance(rows, list):
+        raise ValueError(f"{segment_id}: traits must be an object, external_ids a list")
+    return AddedProfile(segment_id, traits, rows)
+
+
 def _ascii(text: str) -> str:
     """A plausible email local part for a unicode name."""
     out = "".join(c for c in text.lower() if c in string.ascii_lowercase)
@@ -245,6 +276,18 @@ class ProfileWorld:
         # id type -> lowercased value -> profile, for the other id types; each is built
         # on its first lookup (the fleet reads by segment_id only).
         self._by_external_id: dict[str, dict[str, Profile]] = {}
+        self.added = 0  # profiles added by hand (sandbox/worlds/added.py's GIS twin)
+
+    def add(self, raw: list[Any]) -> list[AddedProfile]:
+        """Profiles built by hand, listed after the generated ones in the order given. A
+        segment_id listed already is listed again (the same id on two pages); lookups
+        find the profile added last. ValueError: nothing added."""
+        profiles = [added_profile(p) for p in raw]
+        self.profiles.extend(profiles)
+        self._by_segment_id.update((p.segment_id, p) for p in profiles)
+        self._by_external_id.clear()  # rebuilt on the next lookup, the new rows included
+        self.added += len(profiles)
+        return profiles
 
     def find(self, kind: str, value: str) -> Profile | None:
         if kind == "segment_id":
@@ -263,5 +306,5 @@ class ProfileWorld:
         return index
 
     def to_json(self) -> dict[str, Any]:
-        return {"seed": self.seed, "count": self.count,
+        return {"seed": self.seed, "count": self.count, "added": self.added,
                 "profiles": [p.to_json() for p in self.profiles]}

@@ -24,7 +24,14 @@ from worker.gis_sync.ladder import Malformed, to_unix
 MAX_VALUE_BYTES = 1000
 MAX_ID_BYTES = 150  # customer.io refuses longer identifiers
 OLDEST_YEAR = 1900
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# An address customer.io takes (its spec says format: email): a dot-atom ASCII local part
+# of at most 64 characters, a domain of letter-digit-hyphen labels with a letter TLD, 254
+# in all. Stricter than RFC 5322 (no quoted locals, no IP literals) on purpose: an address
+# customer.io refuses would cost the person's whole identify.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL = re.compile(rf"(?=.{{3,254}}$)(?=[^@]{{1,64}}@)"
+                   rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}")
 URL = re.compile(r"^https?://\S+$", re.IGNORECASE)
 
 Value = str | int | bool
@@ -43,8 +50,8 @@ def record_id(value: Any, what: str = "id") -> str:
     """A record's id as customer.io can use it, or Malformed (the record is unusable)."""
     if isinstance(value, bool) or value is None or isinstance(value, dict | list | float):
         raise Malformed(f"no usable {what} ({_kind(value)})")
-    text = str(value).strip()
-    if not text:
+    text = str(value)  # as given, spaces included: GIS's id, wherever it is read
+    if not text.strip():
         raise Malformed(f"no {what}")
     if len(text.encode()) > MAX_ID_BYTES:
         raise Malformed(f"{what} longer than {MAX_ID_BYTES} bytes")
@@ -70,7 +77,7 @@ def email(raw: Any) -> tuple[Value | None, str | None]:
     value, problem = text(raw)
     if problem or value is None:
         return value, problem
-    return (value, None) if EMAIL.match(str(value)) else (None, "not an email address")
+    return (value, None) if EMAIL.fullmatch(str(value)) else (None, "not an email address")
 
 
 def url(raw: Any) -> tuple[Value | None, str | None]:
@@ -112,9 +119,16 @@ def birthday(raw: Any, today: date | None = None) -> tuple[Value | None, str | N
     return parsed.isoformat(), None
 
 
+OLDEST_UNIX = int(datetime(OLDEST_YEAR, 1, 1, tzinfo=UTC).timestamp())
+
+
 def unix_time(raw: Any) -> tuple[Value | None, str | None]:
     value = to_unix(raw) if isinstance(raw, str) else None
-    return (value, None) if value is not None else (None, f"not a date-time ({_kind(raw)})")
+    if value is None:
+        return None, f"not a date-time ({_kind(raw)})"
+    if value < OLDEST_UNIX:
+        return None, f"implausible date-time: {str(raw).strip()[:40]!r}"
+    return value, None
 
 
 # customer.io attribute -> (GIS field path, parser)

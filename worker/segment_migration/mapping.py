@@ -62,11 +62,13 @@ class Mapped:
                               "field": field_name, "reason": reason})
 
 
-def find_source_id(external_ids: list[dict[str, Any]], id_type: str) -> str | None:
-    """The first external id of `id_type` (Segment lists the newest first)."""
+def find_source_id(external_ids: list[dict[str, Any]], id_type: str) -> Any:
+    """The first external id of `id_type` (Segment lists the newest first), as given."""
     for row in external_ids:
-        if row.get("type") == id_type and row.get("id") not in (None, ""):
-            return str(row["id"])
+        # Property tests: a row that is no object (null) raised AttributeError here.
+        if isinstance(row, dict) and row.get("type") == id_type \
+                and row.get("id") not in (None, ""):
+            return row["id"]
     return None
 
 
@@ -79,8 +81,10 @@ def customer(segment_id: str, traits: dict[str, Any], external_ids: list[dict[st
     if source_id is None:
         out.skipped = f"no {source_id_type} external id"
         return out
-    source_id = source_id.strip()
-    problem = _string_problem(source_id, MAX_LENGTH)
+    text = _as_text(source_id)  # property tests: an object or a blank id was sent as one
+    problem = (f"not a string ({type(source_id).__name__})" if text is None else
+               "blank" if not text else _string_problem(text, MAX_LENGTH))
+    source_id = text or ""
     if problem:
         out.skipped = f"invalid {source_id_type} as source_id: {problem}"
         return out
@@ -151,9 +155,20 @@ def _first(traits: dict[str, Any], keys: tuple[str, ...]) -> Any:
 def _name(out: Mapped, traits: dict[str, Any]) -> str | None:
     name = _first(traits, NAME_KEYS)
     if name is None:
-        parts = [_as_text(_first(traits, keys)) for keys in (FIRST_NAME_KEYS, LAST_NAME_KEYS)]
+        parts = [_name_part(out, traits, keys) for keys in (FIRST_NAME_KEYS, LAST_NAME_KEYS)]
         name = " ".join(p for p in parts if p) or None
     return _checked(out, "name", name)
+
+
+def _name_part(out: Mapped, traits: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    """A first or last name; one that is not text is named (property tests: an object
+    here was dropped without a warning)."""
+    raw = _first(traits, keys)
+    text = _as_text(raw)
+    if raw is not None and text is None:
+        out.warn(next(k for k in keys if traits.get(k) is raw), f"not a string "
+                 f"({type(raw).__name__})")
+    return text
 
 
 def parse_birthdate(value: Any, today: date) -> tuple[str | None, str | None]:
