@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support import wait_for
-from tests.support.segment import run_migration, start_run, wait_summary
+from tests.support.segment import no_nulls, run_migration, start_run, wait_summary
 from worker.segment_migration import mapping, state
 
 IN_FLIGHT = 0.15  # s: a request sent just before a 429 reached the fleet may arrive after it
@@ -29,14 +29,6 @@ def valid_birthdate(value: Any) -> str | None:
             if len(str(value)) == 10 or str(value)[10:11] == "T" else None
     except ValueError:
         return None
-
-
-def no_nulls(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(no_nulls(v) for v in value.values())
-    if isinstance(value, list):
-        return all(no_nulls(v) for v in value)
-    return value is not None
 
 
 def test_migration_sends_every_identified_profile_once_with_the_right_fields(

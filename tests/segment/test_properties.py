@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from sandbox.voucherify import bulk_errors
 from sandbox.voucherify_project import customer_problem
 from tests.support import malformed as m
+from tests.support.segment import no_nulls
 from worker.segment_migration import mapping
 
 __doc__ = __doc__.format(catalogue=m.describe((m.PROFILE,)))  # noqa: A001
@@ -37,14 +38,6 @@ __doc__ = __doc__.format(catalogue=m.describe((m.PROFILE,)))  # noqa: A001
 EXAMPLES = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 VARIANTS = m.of_kind(m.PROFILE)
-
-
-def no_nulls(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(no_nulls(v) for v in value.values())
-    if isinstance(value, list):
-        return all(no_nulls(v) for v in value)
-    return value is not None
 
 
 def assert_customer_valid(customer: dict[str, Any]) -> None:

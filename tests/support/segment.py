@@ -25,3 +25,12 @@ def run_migration(app, timeout: float = 60, **kwargs: Any) -> dict[str, Any]:
 
 def wait_summary(run_id: str, timeout: float = 60) -> dict[str, Any]:
     return wait_for(lambda: state.get_summary(run_id), f"the summary of {run_id}", timeout)
+
+
+def no_nulls(value: Any) -> bool:
+    """No null anywhere in a body (Voucherify's schema has no nullable field)."""
+    if isinstance(value, dict):
+        return all(no_nulls(v) for v in value.values())
+    if isinstance(value, list):
+        return all(no_nulls(v) for v in value)
+    return value is not None
