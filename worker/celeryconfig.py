@@ -8,9 +8,8 @@ worker's messages, soft and hard time limits below the broker's visibility timeo
 from kombu import Exchange, Queue
 
 from beat.schedule import beat_schedule as _beat_schedule
+from worker.broker import QUEUES
 from worker.settings import get_settings
-
-QUEUES = ("default", "gis", "segment")
 
 _settings = get_settings()
 _transport = {

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from worker import metrics, parking, runs, store
+from worker import broker, metrics, parking, runs
 from worker.gis_sync import failed as gis_failed
 from worker.gis_sync import run_state as gis_runs
 from worker.gis_sync import state as gis_state
@@ -31,7 +31,6 @@ from worker.settings import get_settings
 log = logging.getLogger(__name__)
 
 PREFIX = "syncfleet_"
-QUEUES = ("default", "gis", "segment")
 HELP = {
     "records": "Records handled, by job, kind and outcome (synced, unchanged, skipped, failed)",
     "events": "customer.io events sent, by event name",
@@ -113,11 +112,10 @@ def gis_gauges(now: float) -> Iterator[Metric]:
 
 
 def fleet_gauges() -> Iterator[Metric]:
-    r = store.client()
     depth = GaugeMetricFamily(PREFIX + "queue_depth", "Messages waiting in each queue",
                               labels=["queue"])
-    for queue in QUEUES:
-        depth.add_metric([queue], r.llen(queue))
+    for queue in broker.QUEUES:
+        depth.add_metric([queue], broker.depth(queue))
     yield depth
     yield _gauge("parked_tasks", "Tasks parked in Redis for a long wait", parking.waiting())
     longest = GaugeMetricFamily(PREFIX + "task_longest_seconds",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -149,8 +150,18 @@ class ReleaseParked(bootsteps.StartStopStep):
             self.tref.cancel()
 
 
+# What else every worker does on that timer: chore(app), e.g. the GIS runs' recovery of
+# lost messages (worker/gis_sync/recovery.py registers itself here).
+CHORES: list[Callable[[Celery], None]] = []
+
+
 def _release(app: Celery) -> None:
     try:
         parking.release_due(lambda sig: app.signature(sig).apply_async())
     except Exception:  # Redis away: the next tick tries again
         log.exception("releasing parked tasks failed")
+    for chore in CHORES:
+        try:
+            chore(app)
+        except Exception:
+            log.exception("%s failed", chore.__qualname__)

@@ -13,6 +13,8 @@ and its LC's scan lock (names via `worker.store.key`, under REDIS_KEY_PREFIX).
     sf:gis:run:{id}:walks        set: the streams still walking
     sf:gis:run:{id}:launched     set: parts (a page's records) handed to the broker
     sf:gis:run:{id}:finished     set: parts whose sync tasks have all reported
+    sf:gis:run:{id}:pending      hash: part -> its records' names (kind:id, JSON), from
+                                 its hand-over until it reports: what a redo reads again
     sf:gis:runs:open             zset: run id -> last activity, until its summary is written
     sf:lock:gis-scan:{L}:{W}     the scan lock of an (LC, workspace): the run id holding
                                  it, from its scan to its walks' end, renewed by each step
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 JOB = "gis"
 RETRIES = "retries"  # the walk over failed records due for a retry
+REDO = "redo:"  # a walk that reads again, by id, the records of a part whose message was lost
 RUN_TTL = 7 * 86400
 NOTES_KEPT = 1000  # errors and warnings named in a run's summary (their counts are exact)
 # A run none of whose tasks has done anything for this long lost a message: a later scan
@@ -164,10 +167,17 @@ def open_walks(run_id: str, since: dict[str, str | None], moves_marks: bool,
                                "holds_lock": holds_lock})
 
 
-def open_retry_walk(run_id: str, names: list[str]) -> None:
-    """A walk over the failed records due for a retry (read again from GIS by id)."""
-    _open(run_id, RETRIES, {"names": names, "offset": 0, "pages": 0, "done": False,
-                            "newest": None, "moves_marks": False, "holds_lock": True})
+def open_retry_walk(run_id: str, names: list[str], stream: str = RETRIES) -> None:
+    """A walk over records read again from GIS by id: the failed records due for a
+    retry, or (`REDO`) those of a part whose message was lost."""
+    _open(run_id, stream, {"names": names, "offset": 0, "pages": 0, "done": False,
+                           "newest": None, "moves_marks": False,
+                           "holds_lock": stream == RETRIES})
+
+
+def by_names(stream: str) -> bool:
+    """A walk over names (kind:id) rather than a GIS list."""
+    return stream == RETRIES or stream.startswith(REDO)
 
 
 def walk(run_id: str, stream: str) -> dict[str, Any] | None:
@@ -194,8 +204,8 @@ def save_walk(run_id: str, stream: str, cursor: Cursor, newest: str | None
     return current
 
 
-def save_retry_offset(run_id: str, offset: int) -> dict[str, Any]:
-    return _progress(run_id, RETRIES, {"offset": offset})
+def save_names_offset(run_id: str, stream: str, offset: int) -> dict[str, Any]:
+    return _progress(run_id, stream, {"offset": offset})
 
 
 def end_walk(run_id: str, stream: str, newest: str | None) -> int:
@@ -211,21 +221,49 @@ def _move_mark(run_id: str, stream: str, current: dict[str, Any], newest: str | 
         set_marks(scope_of(record(run_id)), {stream: newest})
 
 
-def part_launched(run_id: str, part: str) -> None:
-    _add_part(run_id, "launched", part)
+def part_launched(run_id: str, part: str, names: list[str]) -> None:
+    _add_part(run_id, "launched", part, names)
 
 
 def part_finished(run_id: str, part: str) -> None:
     _add_part(run_id, "finished", part)
 
 
-def _add_part(run_id: str, which: str, part: str) -> None:
-    key = runs.key(JOB, run_id, which)
+def _add_part(run_id: str, which: str, part: str, names: list[str] | None = None) -> None:
+    key, pending = runs.key(JOB, run_id, which), runs.key(JOB, run_id, "pending")
     with r().pipeline(transaction=False) as pipe:
+        if names is None:
+            pipe.hdel(pending, part)
+        else:
+            pipe.hset(pending, part, json.dumps(names))
+            pipe.expire(pending, RUN_TTL)
         pipe.sadd(key, part)
         pipe.expire(key, RUN_TTL)
         pipe.zadd(open_runs_key(), {run_id: time.time()}, xx=True)
         pipe.execute()
+
+
+def walking(run_id: str) -> list[str]:
+    return sorted(r().smembers(runs.key(JOB, run_id, "walks")))
+
+
+def lost_parts(run_id: str) -> dict[str, list[str]]:
+    """The parts handed over that never reported, with their records' names."""
+    parts = sorted(r().sdiff(runs.key(JOB, run_id, "launched"),
+                             runs.key(JOB, run_id, "finished")))
+    names = r().hmget(runs.key(JOB, run_id, "pending"), parts) if parts else []
+    return {part: json.loads(raw) if raw else [] for part, raw in zip(parts, names,
+                                                                      strict=True)}
+
+
+def redo_part(run_id: str, part: str, names: list[str]) -> str:
+    """Read a lost part's records again in a walk of their own (opened before the part
+    counts as reported, so the run cannot look complete in between)."""
+    stream = f"{REDO}{part}"
+    open_retry_walk(run_id, names, stream)
+    part_finished(run_id, part)
+    count(run_id, {"parts_redone": 1})
+    return stream
 
 
 def is_complete(run_id: str) -> bool:

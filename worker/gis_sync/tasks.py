@@ -5,8 +5,7 @@
     gis.walk(run_id, stream)      reads the stream's pages from its checkpoint (as far as
                                   one delivery's time goes, then on in the next); each
                                   page becomes a chord of sync tasks at once
-    gis.sync_person(person_id, record=None, run_id=None, mode="scan", since=None)
-    gis.sync_application(application_id, record=None, run_id=None, mode="scan", since=None)
+    gis.sync_person | gis.sync_application(id, record=None, run_id=None, mode, since)
     gis.sync_batch(people, applications, run_id=None, mode="scan", since=None)
     gis.part_done(results, run_id, part)  chord body: the part has reported; the run's
                                   summary is written, once, when every walk has ended and
@@ -26,11 +25,11 @@ from typing import Any
 
 from celery import chord
 
-from worker import retry, store
+from worker import retry, store, tasking
 from worker import runs as fleet_runs
 from worker.app import app
 from worker.clients.gis import GisClient
-from worker.gis_sync import changes, failed, run_state, state, sync, walk
+from worker.gis_sync import changes, failed, recovery, run_state, state, sync, walk
 from worker.gis_sync.ladder import to_unix
 from worker.http import AuthError
 from worker.settings import Settings, get_settings
@@ -166,6 +165,13 @@ def _start_walks(run_id: str, streams: list[str]) -> None:
         walk_stream.apply_async((run_id, stream), task_id=f"{run_id}:walk:{stream}")
 
 
+def _recover_lost(_app: Any) -> None:
+    recovery.recover(lambda run_id, stream: _start_walks(run_id, [stream]))
+
+
+tasking.CHORES.append(_recover_lost)  # every worker's timer: runs that lost a message
+
+
 def _close_stale_runs(settings: Settings) -> None:
     """Summaries for runs whose work never all reported (a message lost), marked
     incomplete once nothing of theirs has happened for a long while."""
@@ -236,7 +242,9 @@ def _launch(run_id: str, part: str, people: list[Record], applications: list[Rec
         header = [sync_person.s(str(p.get("id")), record=p, **common) for p in people]
         header += [sync_application.s(str(a.get("id")), record=a, **common)
                    for a in applications]
-    run_state.part_launched(run_id, part)
+    names = [failed.name("person", str(p.get("id"))) for p in people]
+    names += [failed.name("application", str(a.get("id"))) for a in applications]
+    run_state.part_launched(run_id, part, names)  # what a redo reads again
     run_state.count(run_id, {"records_launched": len(people) + len(applications)})
     chord(header)(part_done.s(run_id, part))
 

@@ -7,6 +7,8 @@
                    applications come through `applications`
     retries        a scan's fourth walk: the failed records due for a retry, read again
                    from GIS one by one (`failed.py`)
+    redo:{part}    the records of a part whose message was lost, read again the same way
+                   (`recovery.py`)
 
 A walk step (`step`) reads pages from the stream's checkpoint until its deadline:
 each page's records are handed to the broker at once (`launch`), then the checkpoint
@@ -56,8 +58,8 @@ def step(run_id: str, stream: str, gis: GisClient, settings: Settings, launch: L
     if walk is None or walk.get("done"):
         return None if walk is None else state.end_walk(run_id, stream, None)
     run = state.record(run_id)
-    if stream == state.RETRIES:
-        return _retry_step(run_id, run["workspace"], walk, gis, launch, deadline)
+    if state.by_names(stream):
+        return _names_step(run_id, stream, run["workspace"], walk, gis, launch, deadline)
     # "people" walks the run's LC; "people@1341" another LC of a multi-LC backfill.
     name, _, other_lc = stream.partition("@")
     lc = int(other_lc or run["lc"])
@@ -87,25 +89,26 @@ def step(run_id: str, stream: str, gis: GisClient, settings: Settings, launch: L
 RETRY_CHUNK = 25  # failed records read again from GIS (one call each) per part
 
 
-def _retry_step(run_id: str, ws: str, walk: dict[str, Any], gis: GisClient, launch: Launch,
-                deadline: float) -> int | None:
-    """Read the failed records due for a retry again from GIS (it may have fixed them)
-    and hand them over, RETRY_CHUNK at a time; one that GIS no longer has is dropped."""
+def _names_step(run_id: str, stream: str, ws: str, walk: dict[str, Any], gis: GisClient,
+                launch: Launch, deadline: float) -> int | None:
+    """Read the walk's records again from GIS by id (the failed records due for a retry:
+    GIS may have fixed them) and hand them over, RETRY_CHUNK at a time; one that GIS no
+    longer has is dropped."""
     names, offset = walk["names"], walk["offset"]
     try:
         while offset < len(names) and not state.halted(run_id):
             chunk = [n.split(":", 1) for n in names[offset:offset + RETRY_CHUNK]]
             people, applications = _read_again(gis, ws, chunk)
-            launch(f"{state.RETRIES}:{offset}", people, applications)
+            launch(f"{stream}:{offset}", people, applications)
             offset += len(chunk)
-            state.save_retry_offset(run_id, offset)
+            state.save_names_offset(run_id, stream, offset)
             if offset < len(names) and time.monotonic() > deadline:
                 return None
     except AuthError as exc:
         state.halt(run_id, str(exc))
     finally:
         state.count(run_id, {"gis_calls": gis.calls})
-    return state.end_walk(run_id, state.RETRIES, None)
+    return state.end_walk(run_id, stream, None)
 
 
 def _read_again(gis: GisClient, ws: str, chunk: list[list[str]]
