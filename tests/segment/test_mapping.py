@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
+from tests.support.clock import RUN_START
 from worker.clients.segment import profile_path
 from worker.segment_migration.mapping import customer, parse_birthdate
 
@@ -72,8 +73,11 @@ def test_overlong_source_id_skips_the_profile():
     assert out.customer is None and "longer than 1000" in out.skipped
 
 
+IN_A_MONTH = (RUN_START + timedelta(days=30)).date().isoformat()  # a birthdate in the future
+
+
 @pytest.mark.parametrize("bad", ["1990-13-45", "31/12/1990", "1990-02-30", "yesterday",
-                                 "19900101x", "2099-01-01", "1800-01-01"])
+                                 "19900101x", IN_A_MONTH, "1800-01-01"])
 def test_invalid_birthdate_is_dropped_with_a_warning(bad):
     out = mapped({"birthdate": bad, "email": "a@b.co"})
     assert "birthdate" not in out.customer
