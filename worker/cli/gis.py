@@ -7,7 +7,7 @@ from typing import Any
 
 from worker.cli import display
 from worker.cli.display import EXIT_OK, EXIT_TIMEOUT, Parser, emit_json, fail_line
-from worker.cli.jobs import positive
+from worker.cli.jobs import positive, print_runs
 
 FOLLOW_BARS = ("records synced",)
 
@@ -55,14 +55,7 @@ def iso_date(text: str) -> str:
 def show_runs(args: argparse.Namespace) -> int:
     from worker.gis_sync import run_state
 
-    latest = run_state.recent_runs(args.n)
-    if args.json:
-        emit_json(latest)
-    elif latest:
-        display.runs_table(latest)
-    else:
-        print("no GIS runs yet")
-    return EXIT_OK
+    return print_runs(run_state.recent_runs(args.n), args.json, "no GIS runs yet")
 
 
 def show_failed(args: argparse.Namespace) -> int:

@@ -154,11 +154,15 @@ def show_status(args: argparse.Namespace) -> int:
 
 
 def list_runs(args: argparse.Namespace) -> int:
-    latest = runs.recent(args.n)
-    if args.json:
+    return print_runs(runs.recent(args.n), args.json, "no runs yet")
+
+
+def print_runs(latest: list[dict[str, Any]], as_json: bool, none_yet: str) -> int:
+    """A list of runs (either job's) as JSON or a table."""
+    if as_json:
         emit_json(latest)
     elif latest:
         display.runs_table(latest)
     else:
-        print("no runs yet")
+        print(none_yet)
     return EXIT_OK

@@ -39,12 +39,12 @@ SendWalk = Callable[[str, str], None]  # (run id, stream): send the walk's next 
 
 def recover(send_walk: SendWalk) -> list[str]:
     """Finish the runs that lost a message; returns the streams sent (run:stream)."""
-    if not run_state.stale_runs(LOST_AFTER) or not broker.quiet():
+    stale = run_state.stale_runs(LOST_AFTER)
+    if not stale or not broker.quiet():
         return []
     try:
         with store.lock("gis-recovery", CHECK_LOCK_S):
-            return [sent for run_id in run_state.stale_runs(LOST_AFTER)
-                    if broker.quiet() for sent in _recover_run(run_id, send_walk)]
+            return [sent for run_id in stale for sent in _recover_run(run_id, send_walk)]
     except store.LockHeld:
         return []
 
