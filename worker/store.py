@@ -1,4 +1,9 @@
-"""The fleet's Redis: one connection per URL, one naming scheme for every key, one lock.
+"""The fleet's Redis: the one function that connects to it, one naming scheme for every
+key, one lock.
+
+`connect(target)` makes every redis-py client the fleet uses (a plain Redis, or the master
+Redis Sentinel names, with TLS and passwords: `worker/redis_target.py`); `client()` is the
+one the settings describe.
 
 Every key the fleet writes (besides Celery's own broker and result keys) starts with
 REDIS_KEY_PREFIX (`sf` by default), so tests and operators can find, inspect or clear
@@ -15,10 +20,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from functools import lru_cache
+from typing import Any
 
 import redis
 from redis.exceptions import LockError
 from redis.lock import Lock
+from redis.sentinel import Sentinel
+
+from worker.redis_target import RedisTarget
 
 
 def key(*parts: object) -> str:
@@ -27,15 +36,31 @@ def key(*parts: object) -> str:
     return ":".join([get_settings().redis_key_prefix, *(str(p) for p in parts)])
 
 
-@lru_cache(maxsize=4)
-def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+@lru_cache(maxsize=8)
+def connect(where: RedisTarget | str, decode_responses: bool = True) -> redis.Redis:
+    """A client of the Redis `where` describes (a URL: a plain Redis), one per process
+    and target: its pool is shared by every caller."""
+    target = RedisTarget(where) if isinstance(where, str) else where
+    options: dict[str, Any] = {"db": target.db, "decode_responses": decode_responses,
+                               "health_check_interval": 30, **target.credentials(),
+                               **target.ssl_options()}
+    if target.sentinels:
+        sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=target.sentinel_options(),
+                            ssl=target.tls, **options)
+        return sentinel.master_for(target.master_name)
+    # The URL's own options (?socket_timeout=...) stay; its credentials are in `options`.
+    return redis.Redis.from_url(target.address_url, **options)
+
+
+def target() -> RedisTarget:
+    """The fleet's Redis, as the settings describe it."""
+    from worker.settings import get_settings
+
+    return RedisTarget.from_settings(get_settings())
 
 
 def client() -> redis.Redis:
-    from worker.settings import get_settings
-
-    return connect(get_settings().redis_url)
+    return connect(target())
 
 
 class LockHeld(Exception):

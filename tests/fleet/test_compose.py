@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis as redis_py
 import requests
 from celery import Celery
 from celery.beat import DEFAULT_MAX_INTERVAL, PersistentScheduler
@@ -38,6 +37,7 @@ from tests.support.compose import (
     stage_chain,
 )
 from tests.support.processes import Process
+from worker import store
 from worker.settings import Settings
 
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -369,11 +369,7 @@ def test_compose_services_start_and_answer(compose_stack):
 
     # redis: the memory cap is in force, with no eviction.
     url = compose_stack["env"]["REDIS_URL"]
-    client_redis = redis_py.Redis.from_url(url)
-    try:
-        config = client_redis.config_get("maxmemory*")
-    finally:
-        client_redis.close()
+    config = store.connect(url).config_get("maxmemory*")
     assert int(config["maxmemory"]) == size_bytes("256mb")
     assert config["maxmemory-policy"] == "noeviction"
 
