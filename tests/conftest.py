@@ -26,12 +26,14 @@ from celery.contrib.testing.worker import start_worker
 from tests.support import ROOT, clear_fleet_state
 from tests.support import tasks as _test_tasks  # noqa: F401 - registers tests.* tasks
 from tests.support.fleet import QUEUES, Fleet
+from tests.support.other_redis import OtherRedisFleet
 from tests.support.processes import WorkerProcess
 from worker import app as fleet_celery_app
 from worker.settings import get_settings
 from worker.store import connect
 
 sys.path.insert(0, str(ROOT / "scripts"))
+from redis_sentinel import SentinelSet  # noqa: E402
 from redis_server import PrivateRedis, free_port  # noqa: E402
 
 # The URL is fixed before anything reads the settings; the server starts on first use.
@@ -163,6 +165,30 @@ def worker_process(redis_url: str, _fleet_processes: Fleet, fleet_app
     yield start
     for proc in started:
         proc.stop()
+
+
+# --- Redis behind Sentinel (scripts/redis_sentinel.py), for the failover tests ----------
+
+@pytest.fixture
+def sentinel_redis(tmp_path, monkeypatch) -> Iterator[SentinelSet]:
+    """A master, a replica and three sentinels on loopback, with passwords; this
+    process's settings (and the workers a test starts from its environment) use them."""
+    with SentinelSet(tmp_path / "sentinel", password="failover-pw-1",
+                     sentinel_password="sentinel-pw-2") as redis_set:
+        for name, value in redis_set.env().items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        yield redis_set
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def other_fleet(sandbox_env) -> Iterator[OtherRedisFleet]:
+    """Shipped worker processes and a client app for a Redis other than the suite's
+    (`sentinel_redis`, `tls_redis`): configured from the environment when first used."""
+    fleet = OtherRedisFleet()
+    yield fleet
+    fleet.stop()
 
 
 # --- the sandbox (sandbox/testing.py): local simulators of the four APIs ----------------

@@ -23,9 +23,11 @@ from functools import lru_cache
 from typing import Any
 
 import redis
+from redis.backoff import EqualJitterBackoff
 from redis.exceptions import LockError
 from redis.lock import Lock
-from redis.sentinel import Sentinel
+from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from worker.redis_target import RedisTarget
 
@@ -36,18 +38,41 @@ def key(*parts: object) -> str:
     return ":".join([get_settings().redis_key_prefix, *(str(p) for p in parts)])
 
 
+# A call rides out a few seconds of Redis being away (a restart, the last moments of a
+# Sentinel failover: each retry asks the sentinels for the master again) before it fails:
+# at most ~4.5 s, so health checks and scrapes still answer quickly when Redis is gone.
+RETRY = Retry(EqualJitterBackoff(cap=1.0, base=0.05), retries=8)
+
+
+class MasterConnection(SentinelManagedConnection):
+    """A connection to the master Sentinel names that asks the sentinels again whenever it
+    reconnects. redis-py 8 reconnects a dropped connection within a command's retries
+    straight to the address it had, which after a failover is the dead master; `connect()`
+    is the path that asks the sentinels."""
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self._sock:
+            self.connect()
+        super().send_packed_command(command, check_health)
+
+
+class MasterSSLConnection(MasterConnection, redis.SSLConnection):
+    """The same over TLS."""
+
+
 @lru_cache(maxsize=8)
 def connect(where: RedisTarget | str, decode_responses: bool = True) -> redis.Redis:
     """A client of the Redis `where` describes (a URL: a plain Redis), one per process
     and target: its pool is shared by every caller."""
     target = RedisTarget(where) if isinstance(where, str) else where
     options: dict[str, Any] = {"db": target.db, "decode_responses": decode_responses,
-                               "health_check_interval": 30, **target.credentials(),
-                               **target.ssl_options()}
+                               "health_check_interval": 30, "retry": RETRY,
+                               **target.credentials(), **target.ssl_options()}
     if target.sentinels:
         sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=target.sentinel_options(),
-                            ssl=target.tls, **options)
-        return sentinel.master_for(target.master_name)
+                            **options)
+        return sentinel.master_for(target.master_name, connection_class=MasterSSLConnection
+                                   if target.tls else MasterConnection)
     # The URL's own options (?socket_timeout=...) stay; its credentials are in `options`.
     return redis.Redis.from_url(target.address_url, **options)
 
