@@ -33,6 +33,7 @@ from worker.settings import get_settings
 from worker.store import connect
 
 sys.path.insert(0, str(ROOT / "scripts"))
+import redis_tls  # noqa: E402
 from redis_sentinel import SentinelSet  # noqa: E402
 from redis_server import PrivateRedis, free_port  # noqa: E402
 
@@ -167,7 +168,7 @@ def worker_process(redis_url: str, _fleet_processes: Fleet, fleet_app
         proc.stop()
 
 
-# --- Redis behind Sentinel (scripts/redis_sentinel.py), for the failover tests ----------
+# --- Redis behind Sentinel (scripts/redis_sentinel.py), Redis over TLS (redis_tls.py) ----
 
 @pytest.fixture
 def sentinel_redis(tmp_path, monkeypatch) -> Iterator[SentinelSet]:
@@ -189,6 +190,31 @@ def other_fleet(sandbox_env) -> Iterator[OtherRedisFleet]:
     fleet = OtherRedisFleet()
     yield fleet
     fleet.stop()
+
+
+TLS_PASSWORD = "tls-pw-3"
+
+
+@pytest.fixture
+def tls_redis(tmp_path, monkeypatch) -> Iterator[redis_tls.Certificates]:
+    """A redis-server that speaks only TLS and wants a client certificate, with
+    certificates made now (scripts/redis_tls.py); this process's settings use it."""
+    if not redis_tls.supports_tls():
+        pytest.skip("this redis-server has no TLS built in (Debian's has: apt-get install "
+                    "redis-server); .ci/run installs it")
+    certs = redis_tls.make_certificates(tmp_path / "certs")
+    port = free_port()
+    proc = redis_tls.start(port, str(tmp_path), certs, TLS_PASSWORD)
+    env = {"REDIS_URL": f"rediss://127.0.0.1:{port}/0", "REDIS_PASSWORD": TLS_PASSWORD,
+           "REDIS_TLS_CA_FILE": str(certs.ca), "REDIS_TLS_CERT_FILE": str(certs.client_cert),
+           "REDIS_TLS_KEY_FILE": str(certs.client_key)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield certs
+    get_settings.cache_clear()
+    proc.terminate()
+    proc.wait(10)
 
 
 # --- the sandbox (sandbox/testing.py): local simulators of the four APIs ----------------
