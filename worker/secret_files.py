@@ -4,8 +4,9 @@ files, so the value never appears in the environment, `docker inspect` or `ps`).
 
 It applies to the secret settings (`worker.settings.FILE_SETTINGS`), from the environment
 or `.env` alike. NAME and NAME_FILE together are refused, as is a file that cannot be
-read or is empty: one line naming the variable and the path, never the contents. A
-trailing newline (as `echo` and most editors leave) is not part of the value.
+read: one line naming the variable and the path, never the contents. A trailing newline
+(as `echo` and most editors leave) is not part of the value; an empty file means unset,
+as `NAME=` does (compose mounts every secret it lists, the unused ones empty).
 """
 
 from __future__ import annotations
@@ -23,16 +24,13 @@ class SecretFileError(ValueError):
 
 
 def read_secret(variable: str, path: str) -> str:
-    """The secret in the file `path`, that `variable` names."""
+    """The secret in the file `path`, that `variable` names ("" when the file is empty)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise SecretFileError(f"{variable}={path}: cannot read the file ({reason})") from None
-    value = text.rstrip("\r\n")
-    if not value:
-        raise SecretFileError(f"{variable}={path}: the file is empty")
-    return value
+    return text.rstrip("\r\n")
 
 
 class SecretFiles(PydanticBaseSettingsSource):
@@ -61,7 +59,9 @@ class SecretFiles(PydanticBaseSettingsSource):
             if self.variables.get(name):
                 raise SecretFileError(f"{name.upper()} and {name.upper()}_FILE are both set: "
                                       "keep one")
-            values[name] = read_secret(f"{name.upper()}_FILE", path)
+            value = read_secret(f"{name.upper()}_FILE", path)
+            if value:
+                values[name] = value
         return values
 
 
