@@ -129,12 +129,34 @@ class SentinelSet:
                 return self._named_by(port)
         raise RuntimeError("no sentinel is running")
 
-    def kill_master(self) -> int:
-        """SIGKILL the master (no shutdown, nothing saved or sent on); returns its port."""
+    def kill_master(self, unreplicated: int = 0) -> int:
+        """SIGKILL the master (no shutdown, nothing saved or sent on); returns its port.
+
+        `unreplicated`: first stop the replica (SIGSTOP) until the master has taken at least
+        this many bytes of writes it never sent on, then kill the master and let the
+        replica go on: the replica is promoted without them, as after an asynchronous
+        failover whose replica lagged. The writes the master acknowledged meanwhile are
+        lost for good."""
         port = self.master_port()
+        replicas = [p for p in self.servers if p != port and self.servers[p].poll() is None]
+        if unreplicated:
+            start = self._offset(port)
+            for replica in replicas:
+                self.servers[replica].send_signal(signal.SIGSTOP)
+            try:
+                self._wait(lambda: self._offset(port) - start >= unreplicated,
+                           f"{unreplicated} bytes of writes the replica never sees")
+            finally:
+                self.servers[port].send_signal(signal.SIGKILL)
+                for replica in replicas:
+                    self.servers[replica].send_signal(signal.SIGCONT)
         self.servers[port].send_signal(signal.SIGKILL)
         self.servers[port].wait(10)
         return port
+
+    def _offset(self, port: int) -> int:
+        with self._server_client(port) as server:
+            return int(server.info("replication")["master_repl_offset"])
 
     def wait_promoted(self, old: int, timeout: float = 60) -> int:
         """Wait until every sentinel names a new master, and it acts as one."""

@@ -465,7 +465,8 @@ def test_every_compose_variable_is_in_env_example_with_its_default():
     example = (ROOT / ".env.example").read_text()
     shown = dict(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]*)=(.*)$", example, re.M))
     text = "\n".join((ROOT / name).read_text()
-                     for name in ("docker-compose.yml", "docker-compose.sandbox.yml"))
+                     for name in ("docker-compose.yml", "docker-compose.sandbox.yml",
+                                  "docker-compose.secrets.yml"))
     for name, default in re.findall(r"(?<!\$)\$\{(\w+)(?::-([^}]*))?", text):
         assert name in shown, f"{name}: add it to .env.example (docker compose only)"
         if default:

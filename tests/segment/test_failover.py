@@ -22,6 +22,7 @@ from tests.support.segment import start_run
 from worker.segment_migration import state
 
 FINISH_BOUND = 150  # seconds from the kill to the run's summary, on a busy machine
+UNREPLICATED = 100_000  # bytes of acknowledged writes lost (tests/gis/test_failover.py)
 # The run's shape (as in the crash test): small slices and chords, so the kill lands with
 # several slices done and several to do.
 RUN_ENV = {"SEGMENT_SLICE_SIZE": "10", "SEGMENT_SLICES_PER_CHORD": "3",
@@ -39,7 +40,7 @@ def test_a_migration_survives_the_masters_death_and_finishes_by_itself(
     run_id = start_run(other_fleet.app)
     wait_for(lambda: len(state.finished_slices(run_id)) >= 2, "two slices", 90, alive=workers)
 
-    old_master = sentinel_redis.kill_master()
+    old_master = sentinel_redis.kill_master(unreplicated=UNREPLICATED)
     killed_at = time.monotonic()
     admin.clear_faults("segment")
     sentinel_redis.wait_promoted(old_master)
