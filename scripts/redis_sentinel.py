@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import redis
+import redis_tls
 from redis_server import free_port, server_binary, start_with_config, wait_ready
 
 DOWN_AFTER_MS = 1500
@@ -33,11 +34,13 @@ class SentinelSet:
     """Context manager: a master, a replica and three sentinels watching them."""
 
     def __init__(self, workdir: str | Path, master_name: str = "mymaster",
-                 password: str | None = None, sentinel_password: str | None = None) -> None:
+                 password: str | None = None, sentinel_password: str | None = None,
+                 certs: redis_tls.Certificates | None = None) -> None:
         self.workdir = Path(workdir)
         self.master_name = master_name
         self.password = password
         self.sentinel_password = sentinel_password
+        self.certs = certs  # TLS only, everywhere: clients, replication, sentinels
         self.servers: dict[int, subprocess.Popen] = {}  # port -> redis-server (data)
         self.sentinels: dict[int, subprocess.Popen] = {}  # port -> redis-server --sentinel
 
@@ -73,20 +76,44 @@ class SentinelSet:
         if self.password:  # masterauth: a demoted master logs in to the new one
             lines += [f"requirepass {self.password}", f"masterauth {self.password}"]
         # No disk (like the suite's Redis); the first sync starts at once, not after 5 s.
-        args = [server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir",
-                str(self.workdir), "--dbfilename", f"dump-{port}.rdb", "--save", "",
-                "--appendonly", "no", "--maxmemory-policy", "noeviction",
-                "--repl-diskless-sync-delay", "0"]
+        args = [server_binary(), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+                "--dbfilename", f"dump-{port}.rdb", "--save", "", "--appendonly", "no",
+                "--maxmemory-policy", "noeviction", "--repl-diskless-sync-delay", "0"]
+        lines = [*self._listen(port), *lines]
         proc = start_with_config(args, "".join(f"{line}\n" for line in lines),
                                  log=str(self.workdir / f"redis-{port}.log"))
         self.servers[port] = proc
-        wait_ready(port, proc)
+        self._ready(port, proc)
         return port
+
+    def _listen(self, port: int) -> list[str]:
+        """Configuration lines: the port, and with TLS only TLS, both ways."""
+        if self.certs is None:
+            return [f"port {port}"]
+        c = self.certs
+        return ["port 0", f"tls-port {port}", f"tls-cert-file {c.server_cert}",
+                f"tls-key-file {c.server_key}", f"tls-ca-cert-file {c.ca}",
+                "tls-auth-clients yes", "tls-replication yes",
+                f"tls-client-cert-file {c.client_cert}", f"tls-client-key-file {c.client_key}"]
+
+    def _ready(self, port: int, proc: subprocess.Popen) -> None:
+        if self.certs is None:
+            wait_ready(port, proc)
+        else:
+            redis_tls.wait_ready(port, proc, self.certs)
+
+    def _tls(self) -> dict[str, object]:
+        """redis-py's options for this set's servers and sentinels."""
+        if self.certs is None:
+            return {}
+        return {"ssl": True, "ssl_ca_certs": str(self.certs.ca),
+                "ssl_certfile": str(self.certs.client_cert),
+                "ssl_keyfile": str(self.certs.client_key)}
 
     def _sentinel(self, master: int) -> int:
         port = free_port()
         name = self.master_name
-        lines = [f"port {port}", "bind 127.0.0.1", f"dir {self.workdir}",
+        lines = [*self._listen(port), "bind 127.0.0.1", f"dir {self.workdir}",
                  f"logfile {self.workdir / f'sentinel-{port}.log'}",
                  f"sentinel monitor {name} 127.0.0.1 {master} {QUORUM}",
                  f"sentinel down-after-milliseconds {name} {DOWN_AFTER_MS}",
@@ -101,14 +128,14 @@ class SentinelSet:
         proc = subprocess.Popen([server_binary(), str(config), "--sentinel"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         self.sentinels[port] = proc
-        wait_ready(port, proc)
+        self._ready(port, proc)
         return port
 
     # --- what the sentinels say ------------------------------------------------------------
 
     def _sentinel_client(self, port: int) -> redis.Redis:
         return redis.Redis(port=port, password=self.sentinel_password, decode_responses=True,
-                           socket_timeout=2)
+                           socket_timeout=2, **self._tls())
 
     def _named_by(self, port: int) -> int:
         with self._sentinel_client(port) as sentinel:
@@ -169,7 +196,7 @@ class SentinelSet:
 
     def _server_client(self, port: int) -> redis.Redis:
         return redis.Redis(port=port, password=self.password, decode_responses=True,
-                           socket_timeout=2)
+                           socket_timeout=2, **self._tls())
 
     def _role(self, port: int) -> str:
         with self._server_client(port) as server:
@@ -195,7 +222,12 @@ class SentinelSet:
     def env(self) -> dict[str, str]:
         """The fleet's settings for this Redis: the sentinels name the master."""
         env = {"REDIS_SENTINELS": ",".join(f"127.0.0.1:{p}" for p in self.sentinels),
-               "REDIS_MASTER_NAME": self.master_name, "REDIS_URL": "redis:///0"}
+               "REDIS_MASTER_NAME": self.master_name,
+               "REDIS_URL": "rediss:///0" if self.certs else "redis:///0"}
+        if self.certs:
+            env.update(REDIS_TLS_CA_FILE=str(self.certs.ca),
+                       REDIS_TLS_CERT_FILE=str(self.certs.client_cert),
+                       REDIS_TLS_KEY_FILE=str(self.certs.client_key))
         if self.password:
             env["REDIS_PASSWORD"] = self.password
         if self.sentinel_password:
