@@ -16,9 +16,8 @@ import time
 
 import pytest
 
-from tests.segment.test_migration import user_id
 from tests.support import wait_for
-from tests.support.segment import start_run
+from tests.support.segment import assert_every_customer_once, start_run
 from worker.segment_migration import state
 
 FINISH_BOUND = 150  # seconds from the kill to the run's summary, on a busy machine
@@ -49,13 +48,7 @@ def test_a_migration_survives_the_masters_death_and_finishes_by_itself(
                        f"the summary of {run_id}", FINISH_BOUND)
     finished = time.monotonic() - killed_at
 
-    world = admin.world_profiles()
-    identified = {user_id(p) for p in world if user_id(p)}
-    customers = admin.voucherify_customers()["customers"]
-    assert set(customers) == identified
-    # Once each: a slice redone polls the bulk it had sent, if Voucherify's acceptance
-    # reached the new master; a bulk sent again upserts the same customers again.
-    assert {k: c["upserts"] for k, c in customers.items() if c["upserts"] != 1} == {}
+    identified = assert_every_customer_once(admin)
     assert summary["status"] == "finished"
     assert summary["customers_upserted"] == len(identified)
     print(f"migration: master killed, replica promoted {promoted:.1f}s later, summary "
