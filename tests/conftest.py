@@ -43,9 +43,11 @@ if _OWN_REDIS:
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
 os.environ["SYNCFLEET_ENV_FILE"] = os.devnull  # never a developer's real .env
 
-# Credentials a test did not set must look missing, whatever the shell exported.
+# Credentials a test did not set must look missing, whatever the shell exported; so must
+# any other way to Redis than the suite's (a password, sentinels, TLS, REDIS_URL_FILE).
 for _name in list(os.environ):
-    if _name.startswith(("CUSTOMERIO_", "SEGMENT_", "VOUCHERIFY_", "GIS_")):
+    if _name.startswith(("CUSTOMERIO_", "SEGMENT_", "VOUCHERIFY_", "GIS_", "REDIS_PASSWORD",
+                         "REDIS_SENTINEL", "REDIS_MASTER_NAME", "REDIS_TLS_", "REDIS_URL_")):
         del os.environ[_name]
 
 
