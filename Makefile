@@ -9,11 +9,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The locked versions (requirements/dev.txt: the fleet, the sandbox, honcho, the test tools),
-# hash-checked, then the project itself, editable.
-$(VENV)/.installed: pyproject.toml requirements/dev.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements/dev.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+# The locked versions (requirements/dev.txt: the fleet, the sandbox, honcho, the test tools;
+# requirements/build.txt: setuptools, the project's build requirement), hash-checked, then the
+# project itself, editable, built with that setuptools (no build isolation: nothing unchecked).
+$(VENV)/.installed: pyproject.toml requirements/dev.txt requirements/build.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements/dev.txt \
+		-r requirements/build.txt
+	$(BIN)/python -m pip install --quiet --no-build-isolation --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,14 +34,21 @@ lint: $(VENV)/.installed
 
 # Regenerate the locks from pyproject.toml with uv (a development tool only: the images and
 # `make install` use pip). Existing pins are kept unless UPGRADE=1. dev.txt is resolved
-# first and pins the other two, so the three never disagree on a version.
-UV_COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 \
-	--generate-hashes --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+# first and pins the other two, so the three never disagree on a version. build.txt locks
+# pyproject's [build-system] requires. Then the base images' digests move to what their tags
+# name today (scripts/pin_images.py: docker, or the registry; kept, with a note, offline).
+UV_OPTIONS = --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+UV_COMPILE = $(BIN)/uv pip compile pyproject.toml $(UV_OPTIONS)
+BUILD_REQUIRES = $(BIN)/python -c 'import tomllib; \
+	print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))'
 lock: | $(BIN)/python
 	$(BIN)/python -m pip install --quiet 'uv>=0.5'
 	$(UV_COMPILE) --extra test -o requirements/dev.txt
 	$(UV_COMPILE) --extra sandbox -c requirements/dev.txt -o requirements/sandbox.txt
 	$(UV_COMPILE) -c requirements/dev.txt -o requirements/fleet.txt
+	$(BUILD_REQUIRES) | $(BIN)/uv pip compile - $(UV_OPTIONS) -o requirements/build.txt
+	$(BIN)/python scripts/pin_images.py
 
 # The floors of pyproject.toml, tested: every direct dependency at the lowest version it
 # allows (uv's lowest-direct resolution) in .run/venv-floors, then the tests

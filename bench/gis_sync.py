@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from redis_server import PrivateRedis, free_port  # noqa: E402
 
 from bench.fleet import peak_rss_mb_per_process, status_kb, worker_command  # noqa: E402
+from worker import store  # noqa: E402
 
 PY = sys.executable
 SANDBOX_RECORDED = 1000
@@ -143,7 +144,7 @@ def state_bytes(r: redis.Redis) -> tuple[int, int]:
 
 def cold_start(redis_url: str, people: int, applications: int, args: argparse.Namespace
                ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    r = redis.Redis.from_url(redis_url)
+    r = store.connect(redis_url, decode_responses=False)
     r.flushdb()
     sandbox = Sandbox(people, applications, args.latency_ms)
     from sandbox.credentials import env_for

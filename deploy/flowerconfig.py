@@ -12,6 +12,8 @@ silently dropped.
    FLOWER_BASIC_AUTH set, no valid login means 401.
 2. At most FLOWER_MAX_TASKS (10,000) tasks kept in memory (Flower's default, 100,000, does
    not fit the container's memory limit).
+3. The login from a file when FLOWER_BASIC_AUTH_FILE names one (Docker secrets:
+   docker-compose.secrets.yml), as the fleet reads its secrets from NAME_FILE.
 """
 
 import os as _os
@@ -24,5 +26,14 @@ if not getattr(_monitor.Metrics.get, "_syncfleet_login", False):
     _monitor.Metrics.get._syncfleet_login = True
 
 max_tasks = int(_os.environ.get("FLOWER_MAX_TASKS") or 10000)
+
+if _os.environ.get("FLOWER_BASIC_AUTH_FILE"):
+    from worker.secret_files import read_secret as _read_secret
+
+    basic_auth = [_read_secret("FLOWER_BASIC_AUTH_FILE", _os.environ["FLOWER_BASIC_AUTH_FILE"])]
+    if not basic_auth[0]:
+        raise SystemExit("FLOWER_BASIC_AUTH_FILE names an empty file: Flower never runs "
+                         "without a login")
+    del _read_secret
 
 del _os, _web, _monitor

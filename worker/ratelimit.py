@@ -23,12 +23,12 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 
-import redis
 from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute, parse
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from worker import metrics, store
+from worker.redis_target import RedisTarget
 
 INLINE_WAIT_MAX = 2.0  # seconds a task may wait in place for budget
 
@@ -46,9 +46,13 @@ class NoBudget(Exception):
 
 
 @lru_cache(maxsize=4)
-def _limiter(redis_url: str, key_prefix: str) -> MovingWindowRateLimiter:
-    # Under the fleet's prefix (`sf:limits`): two fleets sharing a Redis keep their own.
-    return MovingWindowRateLimiter(RedisStorage(redis_url, key_prefix=key_prefix))
+def _limiter(target: RedisTarget, key_prefix: str) -> MovingWindowRateLimiter:
+    # On a pool of the fleet's own connection (a Sentinel-managed one follows a failover;
+    # the URL only tells `limits` it speaks to Redis), under the fleet's prefix
+    # (`sf:limits`): two fleets sharing a Redis keep their own windows.
+    pool = store.connect(target, decode_responses=False).connection_pool
+    return MovingWindowRateLimiter(RedisStorage("redis://", connection_pool=pool,
+                                                key_prefix=key_prefix))
 
 
 def per_second(rate: float) -> RateLimitItem:
@@ -68,9 +72,10 @@ def per_hour(count: int) -> RateLimitItem:
 
 @dataclass
 class Budget:
+    """A fleet-wide budget of `item` for calls to `service`, kept in the fleet's Redis."""
+
     service: str
     item: RateLimitItem
-    redis_url: str
     key: str = ""
 
     def __post_init__(self) -> None:
@@ -83,7 +88,7 @@ class Budget:
     def acquire(self) -> float:
         """Take one request's budget, waiting in place at most INLINE_WAIT_MAX seconds;
         returns when it was taken (Unix seconds)."""
-        limiter = _limiter(self.redis_url, store.key("limits"))
+        limiter = _limiter(store.target(), store.key("limits"))
         deadline = time.monotonic() + INLINE_WAIT_MAX
         while True:
             wait = self.cooling_for()
@@ -99,13 +104,13 @@ class Budget:
 
     def cooling_for(self) -> float:
         """Seconds left of a cool-down that a 429 started, 0 when none."""
-        ms = _redis(self.redis_url).pttl(self._cooldown_key)
+        ms = store.client().pttl(self._cooldown_key)
         return ms / 1000 if ms and ms > 0 else 0.0
 
     def cool_down(self, seconds: float) -> None:
         """Stop the whole fleet's calls to this API for `seconds` (never shortens one)."""
         if seconds > 0 and seconds > self.cooling_for():
-            _redis(self.redis_url).set(self._cooldown_key, "1", px=int(seconds * 1000) + 1)
+            store.client().set(self._cooldown_key, "1", px=int(seconds * 1000) + 1)
 
 
 # One slot per `gap` µs for the whole fleet, on Redis's clock (every host agrees): reserve
@@ -142,7 +147,7 @@ class PacedBudget(Budget):
                     raise NoBudget(self.service, cooling)
                 time.sleep(cooling)
                 continue
-            wait_us, slot_us = (int(v) for v in _redis(self.redis_url).eval(
+            wait_us, slot_us = (int(v) for v in store.client().eval(
                 _PACE, 1, store.key("pace", self.key), gap_us, int(INLINE_WAIT_MAX * 1e6)))
             if wait_us < 0:
                 metrics.add("budget_waits", api=self.service)
@@ -152,7 +157,3 @@ class PacedBudget(Budget):
             # held back by a cool-down must not all leave at its end.
             if self.cooling_for() <= 0:
                 return slot_us / 1e6
-
-
-def _redis(url: str) -> redis.Redis:
-    return store.connect(url)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from worker.secret_files import SecretFileError, SecretFiles
 
 # Where a user finds each credential; shown when one is missing.
 WHERE_TO_GET: dict[str, str] = {
@@ -34,6 +37,8 @@ WHERE_TO_GET: dict[str, str] = {
 }
 
 SECRET_FIELDS = (
+    "redis_password",
+    "redis_sentinel_password",
     "customerio_api_key",
     "segment_access_token",
     "voucherify_secret_key",
@@ -42,6 +47,12 @@ SECRET_FIELDS = (
     "gis_client_secret",
     "metrics_basic_auth",
 )
+# Settings that may be given as NAME_FILE (a file holding the value: Docker secrets).
+# REDIS_URL too: it may carry Redis's password.
+FILE_SETTINGS = (*SECRET_FIELDS, "redis_url")
+
+
+_HOST_PORTS = r"^\s*[^\s,:]+:\d+\s*(,\s*[^\s,:]+:\d+\s*)*$"  # host:port,host:port
 
 
 class MissingSetting(RuntimeError):
@@ -53,7 +64,9 @@ class MissingSetting(RuntimeError):
 
     def __str__(self) -> str:
         where = WHERE_TO_GET.get(self.variable, "see .env.example")
-        return (f"{self.variable} is not set. Set it in the environment or in .env. "
+        file = (f", or name a file holding it in {self.variable}_FILE"
+                if self.variable.lower() in FILE_SETTINGS else "")
+        return (f"{self.variable} is not set. Set it in the environment or in .env{file}. "
                 f"Where to get it: {where}.")
 
 
@@ -65,8 +78,21 @@ class Settings(BaseSettings):
         # `NAME=` (as in a copied .env.example) means unset, not "" or a bad integer.
         env_ignore_empty=True)
 
-    # The fleet
+    # The fleet's Redis (worker/redis_target.py: how every connection is made from these)
     redis_url: str = "redis://localhost:6379/0"
+    redis_password: SecretStr | None = Field(None, description="Redis's password (the "
+                                             "master's and replicas'); overrides REDIS_URL's")
+    redis_sentinels: str | None = Field(None, pattern=_HOST_PORTS, description="host:port "
+                                        "of each Redis Sentinel, comma-separated: they name "
+                                        "the master")
+    redis_master_name: str = Field("mymaster", min_length=1, description="the master's "
+                                   "name in the sentinels' configuration")
+    redis_sentinel_password: SecretStr | None = Field(None, description="the sentinels' "
+                                                      "own password (requirepass)")
+    redis_tls_ca_file: str | None = Field(None, description="CA certificate(s) a rediss:// "
+                                          "server is verified with (PEM)")
+    redis_tls_cert_file: str | None = Field(None, description="client certificate (PEM)")
+    redis_tls_key_file: str | None = Field(None, description="client certificate's key (PEM)")
     redis_key_prefix: str = Field("sf", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$",
                                   description="first part of every key the fleet writes; "
                                   "two fleets sharing one Redis use two prefixes")
@@ -147,6 +173,40 @@ class Settings(BaseSettings):
     metrics_basic_auth: SecretStr | None = Field(None, description="user:password the "
                                                  "exporter's /metrics asks for")
 
+    @classmethod
+    def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = SecretFiles(settings_cls, FILE_SETTINGS, env_settings, dotenv_settings)
+        return init_settings, env_settings, dotenv_settings, files
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        parts = urlsplit(value)
+        db = parts.path.strip("/")
+        if parts.scheme not in ("redis", "rediss") or (db and not db.isdigit()):
+            raise ValueError("must be redis://[:password@]host:port/db (rediss:// for TLS); "
+                             "for Redis Sentinel set REDIS_SENTINELS and REDIS_MASTER_NAME")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_fits(self) -> Settings:
+        files = {"REDIS_TLS_CA_FILE": self.redis_tls_ca_file,
+                 "REDIS_TLS_CERT_FILE": self.redis_tls_cert_file,
+                 "REDIS_TLS_KEY_FILE": self.redis_tls_key_file}
+        given = [name for name, path in files.items() if path]
+        if given and urlsplit(self.redis_url).scheme != "rediss":
+            raise ValueError(f"{given[0]} is set but REDIS_URL is not rediss:// (TLS)")
+        if bool(self.redis_tls_cert_file) != bool(self.redis_tls_key_file):
+            raise ValueError("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together")
+        for name in given:
+            if not os.access(files[name] or "", os.R_OK):
+                raise ValueError(f"{name}: cannot read {files[name]}")
+        return self
+
     @field_validator("gis_home_lc_id", mode="before")
     @classmethod
     def _lc_ids_as_text(cls, value: object) -> object:
@@ -185,7 +245,9 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every configured credential, for the log redaction filter."""
         values = (getattr(self, f) for f in SECRET_FIELDS)
-        return [v.get_secret_value() for v in values if v and v.get_secret_value()]
+        found = [v.get_secret_value() for v in values if v and v.get_secret_value()]
+        url_password = urlsplit(self.redis_url).password
+        return found + [url_password] if url_password else found
 
 
 class SettingsError(RuntimeError):
@@ -198,6 +260,8 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise SettingsError(describe(exc)) from None
+    except SecretFileError as exc:
+        raise SettingsError(f"Invalid configuration: {exc}") from None
 
 
 def describe(exc: ValidationError) -> str:

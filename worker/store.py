@@ -1,4 +1,9 @@
-"""The fleet's Redis: one connection per URL, one naming scheme for every key, one lock.
+"""The fleet's Redis: the one function that connects to it, one naming scheme for every
+key, one lock.
+
+`connect(target)` makes every redis-py client the fleet uses (a plain Redis, or the master
+Redis Sentinel names, with TLS and passwords: `worker/redis_target.py`); `client()` is the
+one the settings describe.
 
 Every key the fleet writes (besides Celery's own broker and result keys) starts with
 REDIS_KEY_PREFIX (`sf` by default), so tests and operators can find, inspect or clear
@@ -15,10 +20,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from functools import lru_cache
+from typing import Any
 
 import redis
+from redis.backoff import EqualJitterBackoff
 from redis.exceptions import LockError
 from redis.lock import Lock
+from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelManagedConnection
+
+from worker.redis_target import RedisTarget
 
 
 def key(*parts: object) -> str:
@@ -27,15 +38,54 @@ def key(*parts: object) -> str:
     return ":".join([get_settings().redis_key_prefix, *(str(p) for p in parts)])
 
 
-@lru_cache(maxsize=4)
-def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+# A call rides out a few seconds of Redis being away (a restart, the last moments of a
+# Sentinel failover: each retry asks the sentinels for the master again) before it fails:
+# at most ~4.5 s, so health checks and scrapes still answer quickly when Redis is gone.
+RETRY = Retry(EqualJitterBackoff(cap=1.0, base=0.05), retries=8)
+
+
+class MasterConnection(SentinelManagedConnection):
+    """A connection to the master Sentinel names that asks the sentinels again whenever it
+    reconnects. redis-py 8 reconnects a dropped connection within a command's retries
+    straight to the address it had, which after a failover is the dead master; `connect()`
+    is the path that asks the sentinels."""
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self._sock:
+            self.connect()
+        super().send_packed_command(command, check_health)
+
+
+class MasterSSLConnection(MasterConnection, redis.SSLConnection):
+    """The same over TLS."""
+
+
+@lru_cache(maxsize=8)
+def connect(where: RedisTarget | str, decode_responses: bool = True) -> redis.Redis:
+    """A client of the Redis `where` describes (a URL: a plain Redis), one per process
+    and target: its pool is shared by every caller."""
+    target = RedisTarget(where) if isinstance(where, str) else where
+    options: dict[str, Any] = {"db": target.db, "decode_responses": decode_responses,
+                               "health_check_interval": 30, "retry": RETRY,
+                               **target.credentials(), **target.ssl_options()}
+    if target.sentinels:
+        sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=target.sentinel_options(),
+                            **options)
+        return sentinel.master_for(target.master_name, connection_class=MasterSSLConnection
+                                   if target.tls else MasterConnection)
+    # The URL's own options (?socket_timeout=...) stay; its credentials are in `options`.
+    return redis.Redis.from_url(target.address_url, **options)
+
+
+def target() -> RedisTarget:
+    """The fleet's Redis, as the settings describe it."""
+    from worker.settings import get_settings
+
+    return RedisTarget.from_settings(get_settings())
 
 
 def client() -> redis.Redis:
-    from worker.settings import get_settings
-
-    return connect(get_settings().redis_url)
+    return connect(target())
 
 
 class LockHeld(Exception):

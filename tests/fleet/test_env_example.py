@@ -30,7 +30,7 @@ def test_every_setting_is_in_env_example():
 
 
 def test_env_example_has_nothing_settings_do_not_read():
-    compose_only = {"REDIS_PASSWORD", "FLOWER_BASIC_AUTH", "FLOWER_PORT", "SANDBOX_PORT",
+    compose_only = {"FLOWER_BASIC_AUTH", "FLOWER_PORT", "SANDBOX_PORT",
                     "COMPOSE_FILE", "COMPOSE_PROFILES", "REDIS_MAXMEMORY",
                     "REDIS_MEMORY_LIMIT", "REDIS_CPUS", "WORKER_MEMORY_LIMIT", "WORKER_CPUS",
                     "BEAT_MEMORY_LIMIT", "BEAT_CPUS", "FLOWER_MEMORY_LIMIT", "FLOWER_CPUS",

@@ -19,13 +19,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis as redis_py
 import requests
 from celery import Celery
 
 from tests.support import ROOT, wait_for
 from tests.support.compose import command, service, stage_chain
 from tests.support.processes import Process
+from worker import store
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from redis_server import free_port  # noqa: E402
@@ -108,7 +108,7 @@ def test_plain_pip_install_is_a_worker_that_answers_ping(tmp_path: Path, redis_u
     finally:
         client.close()
         worker.stop()
-        redis_py.Redis.from_url(url).flushdb()
+        store.connect(url).flushdb()
     assert worker.proc.returncode is not None
 
 

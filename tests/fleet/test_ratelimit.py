@@ -14,7 +14,7 @@ BUDGET_SHARE = 0.96
 def test_paced_budget_spaces_requests_across_threads(redis_url):
     # The slots Redis grants are the pacing (a thread may wake late from its wait on a
     # busy machine, which only spaces requests further): assert on them, exactly.
-    budget = PacedBudget("pace-test", per_second(100), redis_url, share=BUDGET_SHARE)
+    budget = PacedBudget("pace-test", per_second(100), share=BUDGET_SHARE)
     slots: list[float] = []
     lock = threading.Lock()
 
@@ -38,7 +38,7 @@ def test_paced_budget_spaces_requests_across_threads(redis_url):
 
 
 def test_paced_budget_raises_no_budget_while_cooling_down(redis_url):
-    budget = PacedBudget("pace-cool", per_second(100), redis_url)
+    budget = PacedBudget("pace-cool", per_second(100))
     budget.cool_down(60)
     with pytest.raises(NoBudget) as caught:
         budget.acquire()

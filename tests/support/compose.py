@@ -37,8 +37,70 @@ def interpolate(text: str, env: dict[str, str]) -> str:
     return _VARIABLE.sub(replace, text)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML with compose's merge tags: `!reset` (drop the value of an earlier file) and
+    `!override` (replace it instead of merging)."""
+
+
+class Reset:
+    """`!reset`: the key is removed from what earlier files gave."""
+
+
+class Override:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _construct(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_Loader.add_constructor("!reset", lambda loader, node: Reset())
+_Loader.add_constructor("!override", lambda loader, node: Override(_construct(loader, node)))
+
+# Sequences compose merges as a union (the rest of the sequences are replaced).
+_UNION = {"secrets", "volumes", "ports", "profiles"}
+
+
 def load(name: str = "docker-compose.yml") -> dict[str, Any]:
-    return yaml.safe_load((ROOT / name).read_text())
+    return yaml.load((ROOT / name).read_text(), Loader=_Loader)  # noqa: S506 - safe + 2 tags
+
+
+def merged(*names: str) -> dict[str, Any]:
+    """`docker compose -f A -f B ...`: the files merged the way compose merges them."""
+    result: dict[str, Any] = {}
+    for name in names:
+        result = _merge(result, load(name))
+    return result
+
+
+def _merge(base: Any, over: Any, key: str = "") -> Any:
+    if isinstance(over, Override):
+        return _strip(over.value)
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            if isinstance(v, Reset):
+                out.pop(k, None)
+            else:
+                out[k] = _merge(out[k], v, k) if k in out else _strip(v)
+        return out
+    if key in _UNION and isinstance(base, list) and isinstance(over, list):
+        return base + [v for v in over if v not in base]
+    return _strip(over)
+
+
+def _strip(value: Any) -> Any:
+    """A value with no merge tag left in it (a tag with nothing to act on)."""
+    if isinstance(value, Override):
+        return _strip(value.value)
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if not isinstance(v, Reset)}
+    return value
 
 
 def service(name: str, compose: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -151,5 +151,21 @@ def assert_clean(admin) -> dict[str, Any]:
     return stats
 
 
+def assert_cold_start_arrived(admin, truth: Truth, margin: float = 300) -> None:
+    """After a cold start: everyone identified, every transition of the window sent (those
+    within `margin` of its edge may fall either way), none under two ids, nothing refused."""
+    from collections import Counter
+
+    assert set(admin.customerio_profiles()["profiles"]) == truth.valid_people()
+    got = flat(received(admin))
+    edge = now() - WINDOW
+    history = flat(truth.all_events())
+    assert {e for e in history if e[2] >= edge + margin} <= got
+    assert got <= {e for e in history if e[2] >= edge - margin}
+    counts = Counter(e for evs in received(admin).values() for e in evs)
+    assert [e for e, n in counts.items() if n > 1] == []  # a repeat carried the same id
+    assert_clean(admin)
+
+
 def now() -> float:
     return datetime.now(UTC).timestamp()

@@ -27,6 +27,19 @@ def wait_summary(run_id: str, timeout: float = 60) -> dict[str, Any]:
     return wait_for(lambda: state.get_summary(run_id), f"the summary of {run_id}", timeout)
 
 
+def assert_every_customer_once(admin) -> set[str]:
+    """Every identified profile (a `user_id`) is a Voucherify customer, upserted once: a
+    slice redone after a crash polled the bulk it had sent instead of sending it again.
+    Returns the identified user ids."""
+    from tests.segment.test_migration import user_id
+
+    identified = {user_id(p) for p in admin.world_profiles() if user_id(p)}
+    customers = admin.voucherify_customers()["customers"]
+    assert set(customers) == identified
+    assert {k: c["upserts"] for k, c in customers.items() if c["upserts"] != 1} == {}
+    return identified
+
+
 def no_nulls(value: Any) -> bool:
     """No null anywhere in a body (Voucherify's schema has no nullable field)."""
     if isinstance(value, dict):

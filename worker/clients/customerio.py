@@ -76,7 +76,7 @@ class CustomerIo:
         site = settings.secret("CUSTOMERIO_SITE_ID")
         key = settings.secret("CUSTOMERIO_API_KEY")
         budget = PacedBudget("customerio", per_second(settings.customerio_max_rps),
-                             settings.redis_url, share=BUDGET_SHARE)
+                             share=BUDGET_SHARE)
         self.api = Api("customerio", settings.customerio_track_url, CREDENTIALS, budget)
         self.api.session.auth = (site, key)
 

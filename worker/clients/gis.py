@@ -124,7 +124,7 @@ class GisClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._configured = settings.secret("GIS_ACCESS_TOKEN")
-        budget = Budget("gis", per_second(settings.gis_max_rps), settings.redis_url)
+        budget = Budget("gis", per_second(settings.gis_max_rps))
         self.api = Api("gis", settings.gis_api_url, CREDENTIALS, budget)
         self.page_size = settings.gis_page_size
         # The fleet's refreshed token belongs to the configured one: a new

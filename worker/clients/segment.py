@@ -45,7 +45,7 @@ class SegmentClient:
         settings.require("SEGMENT_SPACE_ID")
         space = settings.segment_space_id
         budget = PacedBudget("segment", per_second(settings.segment_max_rps),
-                             settings.redis_url, key=f"segment:{space}", share=PACE_SHARE)
+                             key=f"segment:{space}", share=PACE_SHARE)
         self.api = Api("segment", settings.segment_profiles_url,
                        credentials=("SEGMENT_ACCESS_TOKEN", "SEGMENT_SPACE_ID"), budget=budget)
         self.api.session.auth = (token, "")
