@@ -31,6 +31,8 @@ WHERE_TO_GET: dict[str, str] = {
     "(or use an API token from your MC's IM team)",
     "GIS_HOME_LC_ID": "the id of your local committee in EXPA (the number in the "
     "committee's URL, e.g. expa.aiesec.org/committees/1340); several LCs: 1340,1341",
+    "METRICS_BASIC_AUTH": "choose a login as user:password; Prometheus sends it "
+    "(basic_auth of its scrape job, ops/prometheus/prometheus.example.yml)",
 }
 
 SECRET_FIELDS = (
