@@ -5,7 +5,8 @@ so that an orchestrator restarts only what a restart fixes.
 The fleet's verdict (`verdict`) is unhealthy when:
 
     redis               Redis cannot be reached
-    workers             no live worker (worker/heartbeat.py: none seen for ALIVE_FOR s)
+    workers             no live worker consuming a queue (worker/heartbeat.py: none
+                        seen for ALIVE_FOR s)
     gis_run, segment_run    the job's latest run was halted (a 401: a credential is
                         wrong or revoked)
     gis_failed_records  more than HEALTH_MAX_FAILED GIS records are failing
@@ -96,7 +97,7 @@ def verdict(settings: Settings, now: float | None = None) -> Verdict:
 
 
 def _workers(now: float) -> Check:
-    live = heartbeat.alive(now)
+    live = [node for node, queues in heartbeat.alive(now).items() if queues]
     if not live:
         return Check("workers", False, f"no live worker (none seen in the last "
                      f"{heartbeat.ALIVE_FOR:.0f}s): start one (`docker compose up -d "
