@@ -110,9 +110,9 @@ def task_seconds() -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, Any]] = {}
     for task, parts in sorted(raw.items()):
         running, buckets = 0, {}
-        for le in [f"{b:g}" for b in TASK_BUCKETS] + ["+Inf"]:
-            running += parts.get(le, 0)
-            buckets[le] = running
+        for stored, served in [(f"{b:g}", str(b)) for b in TASK_BUCKETS] + [("+Inf",) * 2]:
+            running += parts.get(stored, 0)
+            buckets[served] = running  # served as Prometheus writes bounds: 20.0, 0.05
         out[task] = {"buckets": buckets, "sum": parts.get("sum_ms", 0) / 1000,
                      "count": parts.get("count", 0)}
     return out

@@ -109,9 +109,13 @@ def last_success(scope: Scope) -> float | None:
 
 
 def first_seen(scope: Scope) -> float:
-    """When the fleet first started with this pair (recorded now if nobody has yet)."""
-    r().set(scope.key("first_seen"), time.time(), nx=True)
-    return float(r().get(scope.key("first_seen")) or time.time())
+    """When the fleet first started with this pair (recorded now if nobody has yet; read
+    first, so that a full Redis, which refuses writes, still answers)."""
+    raw = r().get(scope.key("first_seen"))
+    if raw is None:
+        r().set(scope.key("first_seen"), time.time(), nx=True)
+        raw = r().get(scope.key("first_seen"))
+    return float(raw or time.time())
 
 
 def seconds_since_success(scope: Scope, now: float) -> tuple[float, bool]:
