@@ -17,6 +17,7 @@ from celery.signals import (
 )
 
 from worker import log_hooks, logs
+from worker.heartbeat import Heartbeat
 from worker.tasking import ReleaseParked
 
 TASK_MODULES = [
@@ -28,6 +29,8 @@ app = Celery("syncfleet", include=TASK_MODULES)
 app.config_from_object("worker.celeryconfig")
 # Every worker releases parked tasks when they are due (worker/parking.py).
 app.steps["worker"].add(ReleaseParked)
+# ... and keeps its entry of live workers fresh (worker/heartbeat.py).
+app.steps["worker"].add(Heartbeat)
 
 # Logs (worker/logs.py, worker/log_hooks.py): LOG_LEVEL and LOG_FORMAT decide for the
 # worker, beat and Flower alike, whatever --loglevel says; one parseable line per record.

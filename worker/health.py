@@ -1,15 +1,28 @@
-"""Is the fleet working? The verdict `syncfleet health` gives (and compose's health check
-runs), and the configuration check `syncfleet check` makes at start.
+"""Is the fleet working? The verdict of `syncfleet health`, as named checks; and the
+liveness checks compose runs (`--beat`, `--worker NODE`), which look at one process only,
+so that an orchestrator restarts only what a restart fixes.
 
-Unhealthy when Redis cannot be reached, when the last successful GIS scan is older than
-3 x GIS_SCAN_INTERVAL (GIS configured), when a job's latest run was halted (a 401: a
-credential is wrong or revoked), or when more than HEALTH_MAX_FAILED GIS records are
-failing. Each check reads Redis only: the verdict never waits behind queued work.
+The fleet's verdict (`verdict`) is unhealthy when:
 
-`--beat` (compose's health check of the beat container, run in beat's working directory)
-adds beat's own liveness: its schedule file was saved in the last BEAT_SCHEDULE_MAX_AGE
-seconds. Beat saves it every 180 s (PersistentScheduler.sync_every), checked after each
-sleep of at most 300 s (beat_max_loop_interval).
+    redis               Redis cannot be reached
+    workers             no live worker consuming a queue (worker/heartbeat.py: none
+                        seen for ALIVE_FOR s)
+    gis_run, segment_run    the job's latest run was halted (a 401: a credential is
+                        wrong or revoked)
+    gis_failed_records  more than HEALTH_MAX_FAILED GIS records are failing
+    gis_scan_fresh      (one per LC, GIS configured) no scan has succeeded for more than
+                        STALE_SCANS x GIS_SCAN_INTERVAL, counted from the fleet's first
+                        start while none has: the bound of the exporter's
+                        `syncfleet_gis_stale_after_seconds` and of the alert
+
+Each check reads Redis only: the verdict never waits behind queued work.
+
+`beat_verdict` (compose's check of beat, run in beat's working directory): beat saved its
+schedule file in the last BEAT_SCHEDULE_MAX_AGE seconds. Beat saves it every 180 s
+(PersistentScheduler.sync_every), checked after each sleep of at most 300 s
+(beat_max_loop_interval). `worker_verdict` (compose's check of a worker): the worker
+answers a ping; while Redis itself is unreachable it passes, since restarting the worker
+would not bring Redis back.
 """
 
 from __future__ import annotations
@@ -18,96 +31,154 @@ import glob
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
-from worker import runs, store
+from worker import heartbeat, runs, store
 from worker.gis_sync import failed as gis_failed
 from worker.gis_sync import run_state as gis_runs
 from worker.gis_sync import state as gis_state
 from worker.segment_migration import state as segment_state
 from worker.settings import Settings
 
-STALE_SCANS = 3  # a scan older than this many intervals means the sync has stopped
+STALE_SCANS = 3  # no success for this many intervals means the sync has stopped
 BEAT_SCHEDULE = "celerybeat-schedule*"  # beat's file, in its working directory
 BEAT_SCHEDULE_MAX_AGE = 600
+PING_TIMEOUT = 10.0
+
+
+@dataclass
+class Check:
+    name: str  # a machine name: redis, workers, gis_run, ...
+    ok: bool
+    detail: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, **self.extra}
 
 
 @dataclass
 class Verdict:
-    healthy: bool
-    reason: str
-    details: dict[str, object] = field(default_factory=dict)
+    checks: list[Check]
 
-    def as_dict(self) -> dict[str, object]:
-        return {"healthy": self.healthy, "reason": self.reason, **self.details}
+    @property
+    def healthy(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def reason(self) -> str:
+        failing = [c.detail for c in self.checks if not c.ok]
+        if failing:
+            return "; ".join(failing)
+        return "ok: " + ", ".join(c.detail for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"healthy": self.healthy, "reason": self.reason,
+                "checks": [c.as_dict() for c in self.checks]}
 
 
-def verdict(settings: Settings, now: float | None = None, beat: bool = False) -> Verdict:
+def stale_after(settings: Settings) -> int:
+    return STALE_SCANS * settings.gis_scan_interval
+
+
+def verdict(settings: Settings, now: float | None = None) -> Verdict:
     now = time.time() if now is None else now
-    details: dict[str, object] = {}
-    beat_problems = _beat_alive(now, details) if beat else []
     try:
         store.client().ping()
     except redis.RedisError as exc:
-        return Verdict(False, "; ".join([f"Redis unreachable at REDIS_URL: {exc}",
-                                         *beat_problems]), details)
-    problems = beat_problems + _halted_runs() + _failed_records(settings, details)
+        return Verdict([Check("redis", False, f"Redis unreachable at REDIS_URL: {exc}")])
+    checks = [Check("redis", True, "Redis reachable"), _workers(now), *_halted_runs(),
+              _failed_records(settings)]
     if settings.gis_access_token and settings.gis_home_lc_id:
-        problems += _gis_freshness(settings, now, details)
-    else:
-        details["gis"] = "not configured (GIS_ACCESS_TOKEN, GIS_HOME_LC_ID)"
-    if problems:
-        return Verdict(False, "; ".join(problems), details)
-    return Verdict(True, "ok: " + ", ".join(f"{k} {v}" for k, v in details.items()), details)
+        checks += _gis_freshness(settings, now)
+    return Verdict(checks)
 
 
-def _beat_alive(now: float, details: dict[str, object]) -> list[str]:
-    saved = [os.path.getmtime(f) for f in glob.glob(BEAT_SCHEDULE)]
-    if not saved:
-        return [f"no beat schedule file ({BEAT_SCHEDULE}) in {os.getcwd()}: is this "
-                "beat's working directory, and has beat started?"]
-    age = now - max(saved)
-    details["beat schedule saved"] = f"{age:.0f}s ago"
-    if age > BEAT_SCHEDULE_MAX_AGE:
-        return [f"beat has not saved its schedule for {age:.0f}s (more than "
-                f"{BEAT_SCHEDULE_MAX_AGE}s): beat is stuck or stopped"]
-    return []
+def _workers(now: float) -> Check:
+    live = [node for node, queues in heartbeat.alive(now).items() if queues]
+    if not live:
+        return Check("workers", False, f"no live worker (none seen in the last "
+                     f"{heartbeat.ALIVE_FOR:.0f}s): start one (`docker compose up -d "
+                     "worker`)")
+    return Check("workers", True, f"{len(live)} live worker{'s' * (len(live) != 1)}",
+                 {"count": len(live)})
 
 
-def _halted_runs() -> list[str]:
+def _halted_runs() -> list[Check]:
     out = []
     for job in (gis_runs.JOB, segment_state.JOB):
         latest = runs.recent(1, job=job)
+        name = f"{job}_run"
         if latest and latest[0].get("status") == runs.HALTED:
-            out.append(f"the last {job} run ({latest[0]['run_id']}) was halted: "
-                       f"{latest[0].get('error') or 'no reason recorded'}")
+            out.append(Check(name, False, f"the last {job} run ({latest[0]['run_id']}) was "
+                             f"halted: {latest[0].get('error') or 'no reason recorded'}"))
+        else:
+            shown = latest[0].get("status") if latest else "none yet"
+            out.append(Check(name, True, f"last {job} run {shown}"))
     return out
 
 
-def _failed_records(settings: Settings, details: dict[str, object]) -> list[str]:
+def _failed_records(settings: Settings) -> Check:
     failing = gis_failed.sizes(gis_state.workspace(settings))["failed"]
-    details["failed records"] = failing
-    if failing > settings.health_max_failed:
-        return [f"{failing} GIS records are failing (more than HEALTH_MAX_FAILED = "
-                f"{settings.health_max_failed}): see `syncfleet gis failed`"]
-    return []
+    limit = settings.health_max_failed
+    if failing > limit:
+        return Check("gis_failed_records", False, f"{failing} GIS records are failing (more "
+                     f"than HEALTH_MAX_FAILED = {limit}): see `syncfleet gis failed`",
+                     {"count": failing})
+    return Check("gis_failed_records", True, f"failed records {failing}", {"count": failing})
 
 
-def _gis_freshness(settings: Settings, now: float, details: dict[str, object]) -> list[str]:
-    """Each LC's last successful scan is recent enough."""
-    limit = STALE_SCANS * settings.gis_scan_interval
-    problems = []
+def _gis_freshness(settings: Settings, now: float) -> list[Check]:
+    """Each LC's last successful scan (or, before any, the fleet's first start) is
+    recent enough."""
+    limit = stale_after(settings)
+    checks = []
     for scope in gis_state.scopes(settings):
-        last = gis_state.last_success(scope)
-        if last is None:
-            problems.append(f"no GIS scan of LC {scope.lc} has finished yet (beat sends "
-                            f"one every GIS_SCAN_INTERVAL = {settings.gis_scan_interval}s)")
-            continue
-        age = now - last
-        details[f"last GIS scan of LC {scope.lc}"] = f"{age:.0f}s ago"
-        if age > limit:
-            problems.append(f"the last successful GIS scan of LC {scope.lc} finished "
-                            f"{age:.0f}s ago, more than {STALE_SCANS} x GIS_SCAN_INTERVAL "
-                            f"= {limit}s: is beat running?")
-    return problems
+        age, succeeded = gis_state.seconds_since_success(scope, now)
+        extra = {"lc": scope.lc, "seconds": round(age, 1), "stale_after": limit}
+        if succeeded:
+            detail = f"last GIS scan of LC {scope.lc} {age:.0f}s ago"
+            stale = (f"the last successful GIS scan of LC {scope.lc} finished {age:.0f}s "
+                     f"ago, more than {STALE_SCANS} x GIS_SCAN_INTERVAL = {limit}s: is beat "
+                     "running?")
+        else:
+            detail = f"no GIS scan of LC {scope.lc} has finished yet ({age:.0f}s since start)"
+            stale = (f"no GIS scan of LC {scope.lc} has finished in the {age:.0f}s since the "
+                     f"fleet started, more than {STALE_SCANS} x GIS_SCAN_INTERVAL = {limit}s: "
+                     "see `syncfleet gis runs` (beat sends one every GIS_SCAN_INTERVAL)")
+        checks.append(Check("gis_scan_fresh", age <= limit, detail if age <= limit else stale,
+                            extra))
+    return checks
+
+
+def beat_verdict(now: float | None = None) -> Verdict:
+    now = time.time() if now is None else now
+    saved = [os.path.getmtime(f) for f in glob.glob(BEAT_SCHEDULE)]
+    if not saved:
+        return Verdict([Check("beat", False, f"no beat schedule file ({BEAT_SCHEDULE}) in "
+                              f"{os.getcwd()}: is this beat's working directory, and has "
+                              "beat started?")])
+    age = now - max(saved)
+    if age > BEAT_SCHEDULE_MAX_AGE:
+        return Verdict([Check("beat", False, f"beat has not saved its schedule for {age:.0f}s "
+                              f"(more than {BEAT_SCHEDULE_MAX_AGE}s): beat is stuck or "
+                              "stopped", {"seconds": round(age)})])
+    return Verdict([Check("beat", True, f"beat schedule saved {age:.0f}s ago",
+                          {"seconds": round(age)})])
+
+
+def worker_verdict(node: str) -> Verdict:
+    from worker.app import app
+
+    try:
+        store.client().ping()
+    except redis.RedisError as exc:
+        return Verdict([Check("worker", True, f"not pinged: Redis unreachable ({exc}); "
+                              "restarting the worker would not fix that")])
+    replies = app.control.ping(destination=[node], timeout=PING_TIMEOUT) or []
+    if any(node in reply for reply in replies):
+        return Verdict([Check("worker", True, f"{node} answers ping")])
+    return Verdict([Check("worker", False, f"{node} did not answer a ping within "
+                          f"{PING_TIMEOUT:.0f}s: stuck, or cut off from Redis")])

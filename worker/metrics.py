@@ -6,9 +6,12 @@ work (the counter is lost, the sync goes on).
 Keys:
 
     sf:metrics                 hash: "name|label=value,label=value" -> count
-    sf:metrics:task_longest    hash: task name -> the longest delivery so far (seconds)
+    sf:metrics:task_seconds    hash: "task|le" -> deliveries that took at most `le` s and
+                               more than the bucket below ("task|+Inf": longer), and
+                               "task|sum_ms", "task|count" (a histogram, kept as counters)
 
-Counters (exported with the prefix `syncfleet_` and the suffix `_total`):
+Counters (exported with the prefix `syncfleet_` and the suffix `_total`; the label
+`job` is stored as written and served as `sync`, since Prometheus owns `job`):
 
     records{job, kind, outcome}   records handled: synced, unchanged, skipped, failed
     events{name}                  customer.io events sent, by event name
@@ -17,8 +20,12 @@ Counters (exported with the prefix `syncfleet_` and the suffix `_total`):
     rate_limited{api}             429s from each API
     budget_waits{api}             waits for the fleet's own budget
     runs{job, status}             runs ended, by status
-    task_runs{task}               task deliveries run (a retry or continuation is one more)
-    task_milliseconds{task}       their time, summed (exported in seconds)
+    task_failures{task}           task deliveries that ended in an error (retries spent)
+    task_retries{task, reason}    deliveries retried: error (429, 5xx, time limit), budget
+                                  (waiting for the fleet's budget), continue (a checkpoint)
+
+The histogram `task_seconds{task}` (exported as `_bucket`, `_sum`, `_count`) times every
+delivery of every task.
 """
 
 from __future__ import annotations
@@ -33,11 +40,9 @@ from worker import store
 
 log = logging.getLogger(__name__)
 
-# HSET the field to the new value when it is larger: the longest delivery, fleet-wide.
-_KEEP_MAX = """
-local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if tonumber(ARGV[2]) > old then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
-"""
+# Upper bounds (seconds) of the task time histogram's buckets; the hard time limit is 20 s.
+TASK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0)
+
 
 def field(name: str, labels: dict[str, Any]) -> str:
     inner = ",".join(f"{k}={labels[k]}" for k in sorted(labels))
@@ -81,20 +86,33 @@ def snapshot() -> dict[tuple[str, tuple[tuple[str, str], ...]], int]:
 
 def task_ran(task: str, seconds: float) -> None:
     """A delivery of `task` took `seconds` (never raises)."""
+    bucket = next((f"{le:g}" for le in TASK_BUCKETS if seconds <= le), "+Inf")
     try:
-        r = store.client()
-        with r.pipeline(transaction=False) as pipe:
-            pipe.hincrby(store.key("metrics"), field("task_runs", {"task": task}), 1)
-            pipe.hincrby(store.key("metrics"), field("task_milliseconds", {"task": task}),
-                         round(seconds * 1000))
-            pipe.eval(_KEEP_MAX, 1, store.key("metrics", "task_longest"), task,
-                      f"{seconds:.3f}")
+        with store.client().pipeline(transaction=False) as pipe:
+            for name, value in ((bucket, 1), ("sum_ms", round(seconds * 1000)), ("count", 1)):
+                pipe.hincrby(_histogram(), f"{task}|{name}", value)
             pipe.execute()
     except redis.RedisError:
         log.warning("metrics: could not time task %s", task)
 
 
-def longest_tasks() -> dict[str, float]:
-    """task name -> its longest delivery so far (seconds)."""
-    return {k: float(v) for k, v in
-            store.client().hgetall(store.key("metrics", "task_longest")).items()}
+def _histogram() -> str:
+    return store.key("metrics", "task_seconds")
+
+
+def task_seconds() -> dict[str, dict[str, float]]:
+    """task -> {"buckets": cumulative counts by upper bound ("+Inf" last), "sum": seconds,
+    "count": deliveries}."""
+    raw: dict[str, dict[str, int]] = {}
+    for name, value in store.client().hgetall(_histogram()).items():
+        task, _, part = name.rpartition("|")
+        raw.setdefault(task, {})[part] = int(value)
+    out: dict[str, dict[str, Any]] = {}
+    for task, parts in sorted(raw.items()):
+        running, buckets = 0, {}
+        for stored, served in [(f"{b:g}", str(b)) for b in TASK_BUCKETS] + [("+Inf",) * 2]:
+            running += parts.get(stored, 0)
+            buckets[served] = running  # served as Prometheus writes bounds: 20.0, 0.05
+        out[task] = {"buckets": buckets, "sum": parts.get("sum_ms", 0) / 1000,
+                     "count": parts.get("count", 0)}
+    return out

@@ -34,6 +34,8 @@ WHERE_TO_GET: dict[str, str] = {
     "(or use an API token from your MC's IM team)",
     "GIS_HOME_LC_ID": "the id of your local committee in EXPA (the number in the "
     "committee's URL, e.g. expa.aiesec.org/committees/1340); several LCs: 1340,1341",
+    "METRICS_BASIC_AUTH": "choose a login as user:password; Prometheus sends it "
+    "(basic_auth of its scrape job, ops/prometheus/prometheus.example.yml)",
 }
 
 SECRET_FIELDS = (
@@ -187,7 +189,8 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: str) -> str:
         parts = urlsplit(value)
         db = parts.path.strip("/")
-        if parts.scheme not in ("redis", "rediss") or (db and not db.isdigit()):
+        if parts.scheme not in ("redis", "rediss") or (db and not db.isdigit()) or \
+                not _port_ok(value):
             raise ValueError("must be redis://[:password@]host:port/db (rediss:// for TLS); "
                              "for Redis Sentinel set REDIS_SENTINELS and REDIS_MASTER_NAME")
         return value
@@ -250,6 +253,14 @@ class Settings(BaseSettings):
         return found + [url_password] if url_password else found
 
 
+def _port_ok(url: str) -> bool:
+    try:
+        urlsplit(url).port  # noqa: B018 - urlsplit reads the port only when asked for it
+    except ValueError:
+        return False
+    return True
+
+
 class SettingsError(RuntimeError):
     """The configuration is malformed; the message names each bad variable."""
 
@@ -269,5 +280,7 @@ def describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
         variable = "_".join(str(p) for p in error["loc"]).upper() or "settings"
-        lines.append(f"{variable}: {error['msg']}")
+        # pydantic prefixes a validator's own message with "Value error, ": not ours.
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{variable}: {message}")
     return "Invalid configuration: " + "; ".join(lines) + " (see .env.example)"

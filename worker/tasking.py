@@ -32,6 +32,8 @@ from worker.settings import get_settings
 log = logging.getLogger(__name__)
 
 DEADLINE_MARGIN = 3.0  # seconds kept before the soft time limit to checkpoint and return
+# The `reason` label of the task_retries counter, by kind of retry.
+RETRY_REASONS = {"budget_waits": "budget", "continues": "continue"}
 
 
 class FleetTask(Task):
@@ -68,6 +70,10 @@ class FleetTask(Task):
                           self.request.retries, final)
                 return self.give_up(final, *args, **kwargs)
 
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any,
+                   einfo: Any) -> None:
+        metrics.add("task_failures", task=self.name)
+
     def give_up(self, exc: Exception, *args: Any, **kwargs: Any) -> Any:
         """Retries exhausted: fail with the error. A task that must always report back
         (a chord's header, a run's walk) overrides this to return a record instead: a
@@ -102,6 +108,7 @@ class FleetTask(Task):
 
     def _later(self, exc: Exception, wait: retry.Wait, kind: str | None = None) -> Exception:
         """Retry after `wait`: with a countdown, or parked when it is long."""
+        metrics.add("task_retries", task=self.name, reason=RETRY_REASONS.get(kind or "", "error"))
         counts = {"budget_waits": self.budget_waits, "continues": self.continues}
         allowance = {"budget_waits": self.max_budget_waits,
                      "continues": self.max_continues}.get(kind or "", self.max_retries)

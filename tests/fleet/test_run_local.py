@@ -133,7 +133,8 @@ def test_sandbox_mode_forgets_only_the_fleets_own_state(redis_url, redis_client)
     redis_client.set("sf:gis:mark", "2026-01-01T00:00:00Z")
     redis_client.hset("sf:gis:steps", "42", "3")
     redis_client.set("test:not-the-fleets", "kept")  # Celery's and others' keys stay
-    assert run_local.forget_sandbox_state(redis_client) == 2
+    live_workers = redis_client.exists("sf:workers")  # the session's workers' entries
+    assert run_local.forget_sandbox_state(redis_client) == 2 + live_workers
     assert not redis_client.exists("sf:gis:mark", "sf:gis:steps")
     assert redis_client.get("test:not-the-fleets") == "kept"
     redis_client.delete("test:not-the-fleets")

@@ -12,6 +12,7 @@ import time
 from tests.support import wait_for
 from tests.support.cli import syncfleet, syncfleet_json
 from tests.support.gis import Truth, scan, workspace
+from worker.cli.display import EXIT_HALTED
 from worker.gis_sync import failed
 
 
@@ -41,8 +42,20 @@ def test_runs_and_failed_records_and_dropping_one_for_good(fleet, gis_world):
     assert done.returncode == 0 and name not in failed.failing(workspace())
     again = syncfleet("gis", "failed", "--drop", name)
     assert again.returncode == 1 and again.stderr.strip().count("\n") == 0
-    code, dropped = syncfleet_json("gis", "failed", "--drop-all")
-    assert code == 0 and dropped["dropped"] == len(shown["failed"]) - 1
+    # --drop-all asks first: anything but yes (or no answer at all) keeps them.
+    kept = subprocess.run([sys.executable, "-m", "worker", "gis", "failed", "--drop-all"],
+                          input="n\n", capture_output=True, text=True, timeout=60)
+    assert kept.returncode == 1 and "nothing dropped" in kept.stderr
+    assert "[y/N]" in kept.stderr
+    assert len(failed.failing(workspace())) == len(shown["failed"]) - 1
+    code, declined = syncfleet_json("gis", "failed", "--drop-all")  # stdin: nothing
+    assert code == 1 and declined["error"]["code"] == "declined"
+    asked = subprocess.run([sys.executable, "-m", "worker", "gis", "failed", "--drop-all"],
+                           input="y\n", capture_output=True, text=True, timeout=60)
+    assert asked.returncode == 0 and "dropped" in asked.stdout
+    assert failed.sizes(workspace()) == {"failed": 0, "dead": 0}
+    code, dropped = syncfleet_json("gis", "failed", "--drop-all", "--yes")  # a script's way
+    assert code == 0 and dropped == {"dropped": 0}
     assert failed.sizes(workspace()) == {"failed": 0, "dead": 0}
 
 
@@ -66,10 +79,22 @@ def test_backfill_reports_ids_gis_does_not_know_and_refuses_a_bad_date(fleet, gi
 def test_health_turns_unhealthy_when_scans_stop_and_healthy_after_the_next(
         fleet, gis_world, monkeypatch):
     monkeypatch.setenv("GIS_SCAN_INTERVAL", "2")  # stale after 3 x 2 s: proves the rule
-    before = syncfleet("health")
-    assert before.returncode == 1 and "no GIS scan of LC 1340 has finished yet" in before.stdout
+    fleet.ensure()
+    # No scan has finished yet: as stale as a stopped sync after the same bound, counted
+    # from the fleet's first start.
+    never = wait_for(lambda: (h := syncfleet_json("health"))[0] == 1 and h[1],
+                     "health to call a fleet that never scanned stale", 60)
+    fresh = next(c for c in never["checks"] if c["name"] == "gis_scan_fresh")
+    assert fresh["ok"] is False and fresh["lc"] == 1340 and fresh["seconds"] > 6
+    assert "no GIS scan of LC 1340 has finished in the" in fresh["detail"]
     scan(fleet)
-    assert syncfleet("health").returncode == 0
+    code, healthy = syncfleet_json("health")
+    assert code == 0 and healthy["healthy"] is True, healthy
+    # The schema: a flag, the reasons, and named checks.
+    names = [c["name"] for c in healthy["checks"]]
+    assert names == ["redis", "workers", "gis_run", "segment_run", "gis_failed_records",
+                     "gis_scan_fresh"]
+    assert all(set(c) >= {"name", "ok", "detail"} and c["ok"] for c in healthy["checks"])
     stale = wait_for(lambda: (h := syncfleet("health")).returncode == 1 and h,
                      "health to notice that no scan came", 60)
     assert "3 x GIS_SCAN_INTERVAL" in stale.stdout and stale.stdout.count("\n") == 1
@@ -78,13 +103,32 @@ def test_health_turns_unhealthy_when_scans_stop_and_healthy_after_the_next(
     assert code == 0 and verdict["healthy"] is True
 
 
-def test_health_is_unhealthy_after_a_run_halted_by_a_wrong_key(fleet, gis_world, monkeypatch):
+def test_health_is_unhealthy_after_a_run_halted_by_a_wrong_key_but_beat_is_not(
+        fleet, gis_world, monkeypatch, tmp_path):
     monkeypatch.setenv("CUSTOMERIO_API_KEY", "wrong-key")
     halted = scan(fleet)
     assert halted["status"] == "halted"
     code, verdict = syncfleet_json("health")
     assert code == 1 and "halted" in verdict["reason"]
     assert "CUSTOMERIO_API_KEY" in verdict["reason"]
+    assert [c["name"] for c in verdict["checks"] if not c["ok"]] == ["gis_run"]
+    # Beat's own check (compose's) stays green: restarting beat would not fix a key.
+    (tmp_path / "celerybeat-schedule").write_bytes(b"")
+    os.utime(tmp_path / "celerybeat-schedule", (0, time.time()))
+    beat = subprocess.run([sys.executable, "-m", "worker", "health", "--beat"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert beat.returncode == 0, beat.stdout + beat.stderr
+
+
+def test_no_live_worker_is_unhealthy(worker_process, redis_url):
+    # worker_process: the session's workers stopped (their entries removed), none started.
+    code, verdict = syncfleet_json("health")
+    workers = next(c for c in verdict["checks"] if c["name"] == "workers")
+    assert code == 1 and workers["ok"] is False and "no live worker" in workers["detail"]
+    worker_process(name="alive")
+    code, verdict = wait_for(lambda: (h := syncfleet_json("health"))[0] == 0 and h,
+                             "health to see the new worker", 60)
+    assert next(c for c in verdict["checks"] if c["name"] == "workers")["count"] >= 1
 
 
 def test_beats_health_check_sees_a_stopped_beat(redis_url, tmp_path):
@@ -105,3 +149,11 @@ def test_beats_health_check_sees_a_stopped_beat(redis_url, tmp_path):
     os.utime(schedule, (0, time.time() - 3600))
     stopped = health()
     assert stopped.returncode == 1 and "beat is stuck or stopped" in stopped.stdout
+
+
+def test_a_run_halted_by_a_wrong_key_exits_3_not_2(fleet, gis_world, monkeypatch):
+    monkeypatch.setenv("CUSTOMERIO_API_KEY", "wrong-key")
+    fleet.ensure()
+    code, summary = syncfleet_json("gis", "scan", "--follow", "--timeout", "120")
+    assert summary["status"] == "halted" and "CUSTOMERIO_API_KEY" in summary["error"]
+    assert code == EXIT_HALTED

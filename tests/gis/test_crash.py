@@ -107,3 +107,26 @@ def test_a_part_whose_message_was_lost_is_read_again_and_the_run_ends(
     assert set(admin.customerio_profiles()["profiles"]) == set(people)  # those, no other
     assert_clean(admin)
     assert recovery.LOST_AFTER <= time.monotonic() - lost_at < RECOVERY_BOUND
+
+
+@pytest.mark.slow
+def test_an_upgrade_drains_a_worker_mid_scan_and_the_new_one_finishes(
+        fleet_app, gis_world, worker_process, redis_client):
+    # README "Upgrading without losing work": SIGTERM (docker compose stop) mid-scan is a
+    # warm shutdown: the running tasks finish, what the worker held goes back to the
+    # queues at once (nothing waits for VISIBILITY_TIMEOUT), and the new worker finishes.
+    admin = gis_world.admin
+    truth = Truth(admin)
+    admin.faults("customerio", latency_ms=60)
+    old = worker_process(name="old-version")
+    result = fleet_app.send_task("gis.scan")
+    wait_for(lambda: len(admin.requests(api="customerio")) >= 20, "the fan-out under way",
+             60, alive=[old])
+    old.stop(timeout=60)  # compose's stop_grace_period
+    assert old.proc.returncode == 0 and "Warm shutdown" in old.log()
+    assert redis_client.hlen("unacked") == 0  # nothing left held by the stopped worker
+    admin.clear_faults("customerio")
+    new = worker_process(name="new-version")
+    wait_run(result.id, timeout=120, alive=(new,))
+    assert set(admin.customerio_profiles()["profiles"]) == truth.valid_people()
+    assert_once_each(admin)

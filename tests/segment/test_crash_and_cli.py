@@ -112,3 +112,14 @@ def test_cli_status_of_a_running_migration_is_a_table(seg_env, fleet):
     assert "{" not in done.stdout  # a table, not a Python dict
     seg_env.admin.clear_faults("segment")
     wait_summary(run_id)
+
+
+def test_migrate_answers_once_the_run_exists(seg_env, fleet):
+    # It used to print a run id at once, which `status` then did not know (no worker yet).
+    fleet.ensure()
+    done = subprocess.run([sys.executable, "-m", "worker", "migrate", "--json"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    started = json.loads(done.stdout)
+    assert done.returncode == 0 and started["status"] == "started"
+    assert state.progress(started["run_id"]) is not None
+    wait_summary(started["run_id"])

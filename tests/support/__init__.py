@@ -2,7 +2,8 @@
 
     ROOT                the repository
     wait_for            the one way a test waits: poll a condition until it holds
-    clear_fleet_state   forget every key the fleet wrote (`sf:*`, rate-limit windows)
+    clear_fleet_state   forget every key the fleet wrote (`sf:*`, rate-limit windows), but
+                        the live workers' entries
 """
 
 from __future__ import annotations
@@ -47,8 +48,12 @@ def wait_for(check: Callable[[], T], what: str, timeout: float = 60,
 
 
 
+# Which workers run is no test's state: the session's workers keep their entries.
+KEPT = {"sf:workers"}
+
+
 def clear_fleet_state(redis_client) -> None:
     for pattern in ("sf:*",):
-        keys = list(redis_client.scan_iter(pattern, count=1000))
+        keys = [k for k in redis_client.scan_iter(pattern, count=1000) if k not in KEPT]
         for i in range(0, len(keys), 500):
             redis_client.delete(*keys[i:i + 500])

@@ -2,33 +2,37 @@
 
     syncfleet --version
     syncfleet check                 Redis, and each configured credential (one cheap call)
-    syncfleet health                exit 0 or 1 with a one-line reason
+    syncfleet health [--beat | --worker NODE]   exit 0 or 1 with the reasons
     syncfleet metrics               serve Prometheus metrics on METRICS_PORT
     syncfleet runs [-n N]           the latest runs of both jobs
     syncfleet gis runs [-n N]
-    syncfleet gis failed [--drop ID | --drop-all]
-    syncfleet gis scan [--follow]
+    syncfleet gis failed [--drop ID | --drop-all [--yes]]
+    syncfleet gis scan [--follow] [--timeout S] [--queue-anyway]
     syncfleet gis backfill [--since DATE] [--person ID ...] [--application ID ...] [--follow]
-    syncfleet migrate [--follow] [--run-id ID] [--slice-size N] [--timeout S]
+    syncfleet migrate [--follow] [--run-id ID] [--slice-size N] [--timeout S] [--queue-anyway]
     syncfleet status RUN_ID
 
 Every command takes `--json`. Commands read Redis directly (never queued behind work);
-`scan`, `backfill` and `migrate` send a task to the fleet (a worker must be running).
-Bad input is one line on stderr and exit status 2.
+`scan`, `backfill` and `migrate` send a task to the fleet, after checking that a worker
+consumes its queue. A failure is one line on stderr (with `--json`: {"error": {"code",
+"message", "exit_code"}} on stdout), never a traceback.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from worker.cli import gis, jobs, ops
-from worker.cli.display import EXIT_USAGE, Parser, fail_line
-from worker.settings import SettingsError
+from worker.cli import failures, gis, jobs, ops
+from worker.cli.display import EXIT_CODES, EXIT_INTERRUPTED, Parser, show_error
 
 
 def parser() -> Parser:
-    top = Parser(prog="syncfleet", description=__doc__.splitlines()[0])
+    codes = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES)
+    top = Parser(prog="syncfleet", description=__doc__.splitlines()[0],
+                 epilog=f"exit status:\n{codes}",
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--version", action="version", version=f"syncfleet {package_version()}")
     sub = top.add_subparsers(dest="command", parser_class=Parser, required=True)
     ops.add_commands(sub)
@@ -45,13 +49,22 @@ def package_version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        args = parser().parse_args(argv)
+        # "ping": the command reads Redis; "url": it reports on Redis itself; None: neither.
+        needs = getattr(args, "redis", "ping")
+        if needs == "ping":
+            failures.require_redis()
+        elif needs == "url":
+            failures.check_redis_url()
         return int(args.run(args))
-    except SettingsError as exc:
-        fail_line(f"syncfleet: {exc}", EXIT_USAGE)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into a line
+        error = failures.describe(exc)
+        show_error(error, as_json="--json" in argv)
+        return error.exit_code
 
 
 if __name__ == "__main__":

@@ -15,21 +15,53 @@ from worker import runs
 if TYPE_CHECKING:  # rich loads only when a command shows something to a person
     from rich.console import Console
 
-EXIT_OK, EXIT_ERRORS, EXIT_HALTED, EXIT_TIMEOUT = 0, 1, 2, 3
-EXIT_USAGE = 2  # bad input (argparse's own code)
+# Exit statuses (`syncfleet --help` and the README list them).
+EXIT_OK = 0
+EXIT_FAILED = 1  # unhealthy, a check failed, a run finished with errors, not found, declined
+EXIT_USAGE = 2  # bad flags or a bad configuration (a malformed or missing setting)
+EXIT_HALTED = 3  # a run halted: an API refused a credential
+EXIT_UNAVAILABLE = 69  # Redis unreachable, or no worker consumes the queue (EX_UNAVAILABLE)
+EXIT_TIMEOUT = 75  # --timeout ran out; the work goes on (EX_TEMPFAIL)
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_CODES = (
+    (EXIT_OK, "ok"), (EXIT_FAILED, "unhealthy, failed, finished with errors, not found"),
+    (EXIT_USAGE, "bad usage or configuration"), (EXIT_HALTED, "a run halted (credential refused)"),
+    (EXIT_UNAVAILABLE, "Redis unreachable, or no worker consumes the queue"),
+    (EXIT_TIMEOUT, "--timeout ran out"), (EXIT_INTERRUPTED, "interrupted"))
 POLL = 0.5  # seconds between two looks at a followed run
 
 
-def fail_line(message: str, code: int = EXIT_ERRORS) -> NoReturn:
-    print(message.splitlines()[0] if message else "error", file=sys.stderr)
-    raise SystemExit(code)
+class CliError(Exception):
+    """A failure the CLI reports as one line (or JSON): `code` is its machine name."""
+
+    def __init__(self, message: str, code: str = "failed", exit_code: int = EXIT_FAILED
+                 ) -> None:
+        super().__init__(message)
+        self.code, self.exit_code = code, exit_code
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": str(self),
+                          "exit_code": self.exit_code}}
+
+
+def fail_line(message: str, code: str = "failed", exit_code: int = EXIT_FAILED) -> NoReturn:
+    raise CliError(message, code, exit_code)
+
+
+def show_error(error: CliError, as_json: bool) -> None:
+    """The one line (stderr), or the error as JSON on stdout for a script."""
+    if as_json:
+        emit_json(error.as_dict())
+    else:
+        lines = str(error).splitlines()
+        print(f"syncfleet: {lines[0] if lines else error.code}", file=sys.stderr)
 
 
 class Parser(argparse.ArgumentParser):
     """argparse, with bad input as one line (no usage block) and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        fail_line(f"{self.prog}: {message} (see `{self.prog} --help`)", EXIT_USAGE)
+        fail_line(f"{message} (see `{self.prog} --help`)", "usage", EXIT_USAGE)
 
 
 def release(result: Any) -> None:
@@ -52,9 +84,9 @@ def console(for_json: bool = False) -> Console:
 
 
 def exit_code(summary: dict[str, Any]) -> int:
-    """0 finished, 1 finished with errors (or incomplete), 2 halted."""
+    """0 finished, 1 finished with errors (or incomplete), 3 halted."""
     return {runs.FINISHED: EXIT_OK, runs.HALTED: EXIT_HALTED}.get(summary.get("status", ""),
-                                                                  EXIT_ERRORS)
+                                                                  EXIT_FAILED)
 
 
 def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]],
@@ -87,11 +119,12 @@ def runs_table(latest: list[dict[str, Any]], out: Console | None = None) -> None
 
 
 def follow(out: Console, read: Callable[[], tuple[dict[str, Any], dict[str, Any] | None]],
-           bars: tuple[str, ...], timeout: float) -> dict[str, Any] | None:
-    """Progress that moves while a run works, until `read()` gives its summary: bars on a
-    terminal, else one plain line each time the figures change (logs, CI, scripts).
+           bars: tuple[str, ...], timeout: float | None) -> dict[str, Any] | None:
+    """Progress that moves while a run works, until `read()` gives its summary (None
+    once `timeout` seconds have passed): bars on a terminal, else one plain line each
+    time the figures change (logs, CI, scripts).
     `read()` returns ({bar name: (done, total or None)}, summary or None)."""
-    deadline = time.monotonic() + timeout if timeout else None
+    deadline = None if timeout is None else time.monotonic() + timeout
     show = _bars(out, bars) if out.is_terminal else _lines(out, bars)
     with show as update:
         while deadline is None or time.monotonic() < deadline:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from worker.cli import display
-from worker.cli.display import EXIT_OK, EXIT_TIMEOUT, Parser, emit_json, fail_line
+from worker.cli import display, sending
+from worker.cli.display import EXIT_OK, Parser, emit_json, fail_line
 from worker.cli.jobs import positive, print_runs
 
 FOLLOW_BARS = ("records synced",)
@@ -22,7 +22,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     failed = commands.add_parser("failed", help="records failing (retried) and dead")
     drop = failed.add_mutually_exclusive_group()
     drop.add_argument("--drop", metavar="ID", help="forget one record for good (kind:id or id)")
-    drop.add_argument("--drop-all", action="store_true", help="forget every one of them")
+    drop.add_argument("--drop-all", action="store_true", help="forget every one of them "
+                                                               "(asks first)")
+    failed.add_argument("--yes", action="store_true", help="--drop-all without asking")
     failed.add_argument("--json", action="store_true")
     failed.set_defaults(run=show_failed)
     scan = commands.add_parser("scan", help="scan GIS now (beat does it every interval)")
@@ -38,10 +40,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _follow_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--follow", action="store_true", help="show progress until the "
-                                                               "run's summary")
-    command.add_argument("--timeout", type=float, default=0, help="stop following after S s")
-    command.add_argument("--json", action="store_true")
+    sending.add_options(command, "show progress until the run's summary")
 
 
 def iso_date(text: str) -> str:
@@ -66,11 +65,15 @@ def show_failed(args: argparse.Namespace) -> int:
     ws = workspace(get_settings())
     if args.drop:
         if not failed.drop(ws, args.drop):
-            fail_line(f"syncfleet: no failed or dead record {args.drop}")
+            fail_line(f"no failed or dead record {args.drop}", "not_found")
         dropped: dict[str, Any] = {"dropped": args.drop}
         emit_json(dropped) if args.json else print(f"dropped {args.drop}")
         return EXIT_OK
     if args.drop_all:
+        sizes = failed.sizes(ws)
+        if not args.yes:
+            confirm(f"forget {sizes['failed']} failing and {sizes['dead']} dead GIS records "
+                    f"of workspace {ws} for good?")
         count = failed.drop_all(ws)
         emit_json({"dropped": count}) if args.json else print(f"dropped {count} records")
         return EXIT_OK
@@ -107,17 +110,8 @@ def start_backfill(args: argparse.Namespace) -> int:
 
 def _start(args: argparse.Namespace, task: str, kwargs: dict[str, Any]) -> int:
     """Send the task, wait for it to start the run, then (with --follow) watch it."""
-    from worker.app import app
-
-    result = app.send_task(task, kwargs=kwargs)
-    try:
-        started = result.get(timeout=max(args.timeout, 60) if args.timeout else 120,
-                             propagate=False)
-        failed = result.failed()
-    finally:
-        display.release(result)
-    if failed:
-        fail_line(f"{task} failed: {started}")
+    deadline = sending.Deadline(args.timeout)
+    started = sending.start(task, kwargs, deadline, args.queue_anyway)
     if started.get("status") != "started":
         emit_json(started) if args.json else print(f"{task}: {started.get('reason') or started}")
         return EXIT_OK
@@ -129,15 +123,25 @@ def _start(args: argparse.Namespace, task: str, kwargs: dict[str, Any]) -> int:
         if args.json:
             emit_json(started)
         return EXIT_OK
-    summary = display.follow(out, lambda: _progress(run_id), FOLLOW_BARS, args.timeout)
+    summary = display.follow(out, lambda: _progress(run_id), FOLLOW_BARS,
+                             deadline.follow_wait())
     if summary is None:
-        out.print("[yellow]still running; see `syncfleet gis runs`[/yellow]")
-        return EXIT_TIMEOUT
+        raise deadline.ran_out(f"run {run_id} was still running (see `syncfleet gis runs`)")
     if args.json:
         emit_json(summary)
     else:
         print_summary(out, summary)
     return display.exit_code(summary)
+
+
+def confirm(question: str) -> None:
+    """Go on only if the person answers yes (stdin); --yes answers for a script."""
+    import sys
+
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline().strip().lower() if sys.stdin else ""
+    if answer not in ("y", "yes"):
+        fail_line("nothing dropped (answer y, or pass --yes)", "declined")
 
 
 def _progress(run_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:

@@ -6,19 +6,17 @@ import argparse
 from typing import Any
 
 from worker import runs
-from worker.cli import display
-from worker.cli.display import EXIT_OK, EXIT_TIMEOUT, emit_json, fail_line
+from worker.cli import display, sending
+from worker.cli.display import EXIT_OK, emit_json, fail_line
 
 FOLLOW_BARS = ("profiles fetched", "customers confirmed")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("migrate", help="start (or resume) a Segment -> Voucherify run")
-    run.add_argument("--follow", action="store_true", help="show progress until the summary")
+    sending.add_options(run, "show progress until the summary")
     run.add_argument("--run-id", help="resume this run (or name a new one)")
     run.add_argument("--slice-size", type=positive, help="profiles per slice task")
-    run.add_argument("--timeout", type=float, default=0, help="give up following after S s")
-    run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.set_defaults(run=migrate)
     status = sub.add_parser("status", help="progress (and summary) of a migration run")
     status.add_argument("run_id")
@@ -38,36 +36,26 @@ def positive(text: str) -> int:
 
 
 def migrate(args: argparse.Namespace) -> int:
-    from worker.app import app
     from worker.segment_migration import state
     from worker.segment_migration.tasks import new_run_id
 
+    deadline = sending.Deadline(args.timeout)
     run_id = args.run_id or new_run_id()
     # A resumed run keeps its old summary until the worker starts the next attempt.
     previous = (state.get_run(run_id) or {}).get("attempt", 0) if args.run_id else 0
-    result = app.send_task("segment.migrate", kwargs={"run_id": run_id,
-                                                      "slice_size": args.slice_size})
-    try:
-        return _follow_migration(args, result, run_id, previous)
-    finally:
-        display.release(result)
-
-
-def _follow_migration(args: argparse.Namespace, result: Any, run_id: str, previous: int
-                      ) -> int:
-    from worker.segment_migration import state
-
+    sending.start("segment.migrate", {"run_id": run_id, "slice_size": args.slice_size},
+                  deadline, args.queue_anyway)
     out = display.console(for_json=args.json)
-    if not args.json:
-        out.print(f"run [bold]{run_id}[/bold] sent to the fleet (task {result.id})")
     if not args.follow:
         if args.json:
-            emit_json({"run_id": run_id, "task_id": result.id})
+            emit_json({"run_id": run_id, "status": "started"})
+        else:
+            out.print(f"run [bold]{run_id}[/bold] started")
         return EXIT_OK
+    if not args.json:
+        out.print(f"run [bold]{run_id}[/bold] started")
 
     def read() -> tuple[dict[str, Any], dict[str, Any] | None]:
-        if result.failed():
-            fail_line(f"segment.migrate failed: {result.result}")
         progress = state.progress(run_id)
         if progress is None or progress["attempt"] <= previous:
             return {}, None
@@ -77,10 +65,10 @@ def _follow_migration(args: argparse.Namespace, result: Any, run_id: str, previo
         return {FOLLOW_BARS[0]: (live["profiles_fetched"], listed),
                 FOLLOW_BARS[1]: (live["customers_confirmed"], listed)}, summary
 
-    summary = display.follow(out, read, FOLLOW_BARS, args.timeout)
+    summary = display.follow(out, read, FOLLOW_BARS, deadline.follow_wait())
     if summary is None:
-        out.print(f"[yellow]still running; follow it with `syncfleet status {run_id}`[/yellow]")
-        return EXIT_TIMEOUT
+        raise deadline.ran_out(f"run {run_id} was still running (follow it with "
+                               f"`syncfleet status {run_id}`)")
     if args.json:
         emit_json(summary)
     else:
@@ -128,7 +116,7 @@ def show_status(args: argparse.Namespace) -> int:
 
     progress = state.progress(args.run_id)
     if progress is None:
-        fail_line(f"syncfleet: no migration run {args.run_id} (see `syncfleet runs`)")
+        fail_line(f"no migration run {args.run_id} (see `syncfleet runs`)", "not_found")
     summary = state.get_summary(args.run_id)
     if args.json:
         emit_json({**progress, "summary": summary})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from worker.cli import display
-from worker.cli.display import EXIT_ERRORS, EXIT_OK, emit_json
+from worker.cli.display import EXIT_FAILED, EXIT_OK, emit_json
 from worker.settings import get_settings
 
 
@@ -14,18 +14,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     check = sub.add_parser("check", help="Redis, and each configured credential "
                                          "(one cheap read-only call per API)")
     check.add_argument("--json", action="store_true")
-    check.set_defaults(run=run_check)
+    check.set_defaults(run=run_check, redis="url")
     health = sub.add_parser("health", help="exit 0 if the fleet is working, 1 and why not")
     health.add_argument("--json", action="store_true")
-    health.add_argument("--beat", action="store_true",
-                        help="also check beat's schedule file (run in beat's directory)")
-    health.set_defaults(run=run_health)
+    only = health.add_mutually_exclusive_group()
+    only.add_argument("--beat", action="store_true",
+                      help="only beat's own liveness: its schedule file is fresh (run in "
+                           "beat's directory; compose's health check of beat)")
+    only.add_argument("--worker", metavar="NODE",
+                      help="only this worker's liveness: it answers a ping (compose's health "
+                           "check of a worker; passes while Redis is down: a restart of the "
+                           "worker would not fix that)")
+    health.set_defaults(run=run_health, redis="url")
     serve = sub.add_parser("metrics", help="serve Prometheus metrics on METRICS_PORT "
                                            "(behind METRICS_BASIC_AUTH)")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, help="default: METRICS_PORT")
     serve.add_argument("--json", action="store_true", help="(accepted; the server logs)")
-    serve.set_defaults(run=run_metrics)
+    # Starts without Redis: it answers `syncfleet_redis_up 0` until Redis is there.
+    serve.set_defaults(run=run_metrics, redis="url")
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -40,7 +47,7 @@ def run_check(args: argparse.Namespace) -> int:
                       ([c.name, _colour(c.status), c.detail] for c in checks))
         if failed:
             print(f"{len(failed)} failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
-    return EXIT_ERRORS if failed else EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _colour(status: str) -> str:
@@ -48,19 +55,25 @@ def _colour(status: str) -> str:
 
 
 def run_health(args: argparse.Namespace) -> int:
-    from worker.health import verdict
+    from worker import health
 
-    result = verdict(get_settings(), beat=args.beat)
+    if args.beat:
+        result = health.beat_verdict()
+    elif args.worker:
+        result = health.worker_verdict(args.worker)
+    else:
+        result = health.verdict(get_settings())
     if args.json:
         emit_json(result.as_dict())
     else:
         print(("healthy: " if result.healthy else "unhealthy: ") + result.reason)
-    return EXIT_OK if result.healthy else EXIT_ERRORS
+    return EXIT_OK if result.healthy else EXIT_FAILED
 
 
 def run_metrics(args: argparse.Namespace) -> int:
     from worker import exporter, logs
 
     logs.setup_process()
+    get_settings().require("METRICS_BASIC_AUTH")
     exporter.serve(args.host, args.port)
     return EXIT_OK

@@ -16,6 +16,9 @@ stays readable until its keys expire or are deleted.
     sf:gis:lc:{L}:ws:{W}:baseline      set when a cold start's walks ended; absent = first
                                        run or Redis lost its data (they look alike)
     sf:gis:lc:{L}:ws:{W}:last_success  when the last scan finished without a halt
+    sf:gis:lc:{L}:ws:{W}:first_seen    when the fleet first started (or was first looked
+                                       at) with this pair: "no scan has succeeded yet"
+                                       is as old as this
     sf:gis:token:{fp}, :refresh        a refreshed GIS access token (clients/gis.py)
     sf:lock:gis-token-refresh          one token refresh at a time, fleet-wide
 
@@ -103,6 +106,24 @@ def set_last_success(scope: Scope) -> None:
 def last_success(scope: Scope) -> float | None:
     raw = r().get(scope.key("last_success"))
     return float(raw) if raw else None
+
+
+def first_seen(scope: Scope) -> float:
+    """When the fleet first started with this pair (recorded now if nobody has yet; read
+    first, so that a full Redis, which refuses writes, still answers)."""
+    raw = r().get(scope.key("first_seen"))
+    if raw is None:
+        r().set(scope.key("first_seen"), time.time(), nx=True)
+        raw = r().get(scope.key("first_seen"))
+    return float(raw or time.time())
+
+
+def seconds_since_success(scope: Scope, now: float) -> tuple[float, bool]:
+    """(seconds since the last successful scan, or since the fleet's first start when
+    none has succeeded yet; whether one has): a fleet that never succeeded turns stale
+    after the same bound as one that stopped succeeding."""
+    last = last_success(scope)
+    return (now - last, True) if last is not None else (now - first_seen(scope), False)
 
 
 # -- people: what customer.io last accepted, per workspace ---------------------------------

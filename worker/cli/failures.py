@@ -1,0 +1,93 @@
+"""The one place where whatever went wrong becomes the CLI's one line and exit status.
+
+`describe` turns an exception into a `CliError` (a machine name, a message naming the
+cause and the fix, an exit status); `worker.cli.main` shows it. Commands raise their own
+`CliError`s (`display.fail_line`) and let everything else through to here: no
+try/except around each call.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from urllib.parse import urlsplit, urlunsplit
+
+from worker.cli.display import (
+    EXIT_FAILED,
+    EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    CliError,
+)
+
+DEBUG = "SYNCFLEET_DEBUG"  # set to 1 to see the traceback of an unexpected error
+
+
+def describe(exc: BaseException) -> CliError:
+    import redis
+    from celery.exceptions import TimeoutError as CeleryTimeout
+    from kombu.exceptions import OperationalError
+
+    from worker.settings import MissingSetting, SettingsError
+
+    if isinstance(exc, CliError):
+        return exc
+    if isinstance(exc, SettingsError | MissingSetting):
+        return CliError(str(exc), "configuration", EXIT_USAGE)
+    if isinstance(exc, redis.AuthenticationError):
+        return CliError(f"Redis at {redis_url()} refused the login: check the password in "
+                        f"REDIS_URL ({exc})", "configuration", EXIT_USAGE)
+    if isinstance(exc, redis.RedisError | OperationalError):
+        return unreachable(exc)
+    if isinstance(exc, CeleryTimeout):
+        return CliError(f"timed out: {exc}", "timeout", EXIT_TIMEOUT)
+    if os.environ.get(DEBUG):
+        traceback.print_exception(exc)
+    return CliError(f"unexpected error: {type(exc).__name__}: {exc} (set {DEBUG}=1 to see "
+                    "where)", "internal", EXIT_FAILED)
+
+
+def unreachable(exc: BaseException) -> CliError:
+    cause = str(exc).rstrip(". ")
+    return CliError(f"Redis unreachable at REDIS_URL {redis_url()}: {cause}; start Redis or "
+                    "fix REDIS_URL", "unavailable", EXIT_UNAVAILABLE)
+
+
+def redis_url() -> str:
+    """REDIS_URL with its password masked."""
+    from worker.settings import get_settings
+
+    url = get_settings().redis_url
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.netloc.rsplit("@", 1)[1]
+        user = parts.username or ""
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    return urlunsplit(parts)
+
+
+def check_redis_url() -> None:
+    """A REDIS_URL that is no Redis URL is a configuration error, named as one."""
+    from worker import store
+
+    try:
+        store.client()
+    except ValueError as exc:
+        raise CliError(f"REDIS_URL is not a Redis URL ({exc}): use redis://[:password@]"
+                       "host:port/db (or rediss:// for TLS)", "configuration",
+                       EXIT_USAGE) from None
+
+
+def require_redis() -> None:
+    """Redis answers, or the command stops at once with 'unavailable'."""
+    import redis
+
+    from worker import store
+
+    check_redis_url()
+    try:
+        store.client().ping()
+    except redis.AuthenticationError:
+        raise
+    except redis.RedisError as exc:
+        raise unreachable(exc) from None
