@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 import redis
 
-from worker import runs, store
+from worker import run_history, runs, store
 from worker.gis_sync import failed as gis_failed
-from worker.gis_sync import run_state as gis_runs
 from worker.gis_sync import state as gis_state
-from worker.segment_migration import state as segment_state
+from worker.gis_sync.run_state import GIS
+from worker.segment_migration.state import SEGMENT
 from worker.settings import Settings
 
 STALE_SCANS = 3  # a scan older than this many intervals means the sync has stopped
@@ -77,8 +77,8 @@ def _beat_alive(now: float, details: dict[str, object]) -> list[str]:
 
 def _halted_runs() -> list[str]:
     out = []
-    for job in (gis_runs.JOB, segment_state.JOB):
-        latest = runs.recent(1, job=job)
+    for job in (GIS.job, SEGMENT.job):
+        latest = run_history.recent(1, job=job)
         if latest and latest[0].get("status") == runs.HALTED:
             out.append(f"the last {job} run ({latest[0]['run_id']}) was halted: "
                        f"{latest[0].get('error') or 'no reason recorded'}")

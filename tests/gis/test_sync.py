@@ -21,6 +21,7 @@ from tests.support.gis import (
     workspace,
 )
 from tests.support.logs import assert_every_line_parses
+from worker import run_history
 from worker.gis_sync import failed, run_state, state
 
 MARGIN = 300  # seconds around the cold-start window edge that may fall either way
@@ -243,7 +244,7 @@ def test_gis_401_stops_the_scan_with_the_credential_named_and_no_retries(
     assert state.r().llen("gis") == 0
     assert len(gis_world.admin.requests(api="gis")) == 1
     assert gis_world.admin.requests(api="customerio") == []
-    halted = run_state.recent_runs(1)[0]
+    halted = run_history.recent(1, job="gis")[0]
     assert halted["status"] == "halted" and "GIS_ACCESS_TOKEN" in halted["error"]
 
 

@@ -35,8 +35,8 @@ def test_sigkill_mid_run_then_a_new_worker_finishes_every_customer_exactly_once(
     admin.faults("segment", latency_ms=30)
     first = worker_process(name="seg-crash-1")
     run_id = start_run(fleet_app)
-    wait_for(lambda: len(state.finished_slices(run_id)) >= 2, "two slices", 60,
-             alive=[first])
+    wait_for(lambda: (state.progress(run_id) or {}).get("slices_finished", 0) >= 2,
+             "two slices", 60, alive=[first])
     first.kill()
     killed_at = time.monotonic()
     progress = state.progress(run_id)

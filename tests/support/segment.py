@@ -6,7 +6,7 @@ from typing import Any
 
 from tests.support import wait_for
 from worker.segment_migration import state
-from worker.segment_migration.tasks import new_run_id
+from worker.segment_migration.start import new_run_id
 
 PROFILES = 120  # small world: every test stays a few seconds
 

@@ -26,6 +26,7 @@ from typing import Any
 import redis
 
 from worker import store
+from worker.settings import Settings
 
 KEEP = 10_000  # most failed records remembered: a runaway GIS must not fill Redis
 DEAD_TTL = 30 * 86400
@@ -37,6 +38,12 @@ class Policy:
     interval: float  # the first retry waits this long (the scan interval)
     max_attempts: int
     max_age: float
+
+
+def policy(settings: Settings) -> Policy:
+    return Policy(interval=settings.gis_scan_interval,
+                  max_attempts=settings.gis_failed_max_attempts,
+                  max_age=settings.gis_failed_max_age)
 
 
 def _r() -> redis.Redis:
