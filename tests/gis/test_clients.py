@@ -76,6 +76,33 @@ def test_customerio_refusal_is_recorded_and_the_rest_syncs(sandbox_env):
     assert state.sent(workspace(), [REFUSED])[REFUSED] is None
 
 
+def test_a_backfills_failures_are_listed_in_its_run_and_not_on_the_scans_failed_list(
+        sandbox_env):
+    # A backfill is a re-send asked for by hand: what it could not send is in its summary,
+    # and spends none of a record's attempts on the failed list (that would make it dead
+    # for the scans). A scan's failures go on the list.
+    from worker.gis_sync.planning import BACKFILL
+    from worker.gis_sync.run_state import GIS
+
+    sandbox_env.admin.customerio_refuse([REFUSED])
+    run_state.start_run("backfill-1", "backfill", scope(), mode=BACKFILL)
+    job = planning.Job(get_settings(), run_id="backfill-1", mode=BACKFILL)
+    counts = sync.sync_records([person("101"), person(REFUSED)], [], job)
+    assert counts["people_failed"] == 1 and counts["people_updated"] == 1
+    gave_up = sync.give_up([person("105")], [], "gave up after retries: 503", job)
+    assert gave_up["people_failed"] == 1
+    assert failed_list.sizes(workspace()) == {"failed": 0, "dead": 0}
+    summary = GIS.finish_if_complete("backfill-1")
+    assert summary["status"] == "finished_with_errors" and summary["people_failed"] == 2
+    assert {(e["id"], e["reason"].split(":")[0]) for e in summary["errors"]} == {
+        (REFUSED, "customer.io refused identify"), ("105", "gave up after retries")}
+
+    run_state.start_run("scan-1", "scan", scope())
+    sync.give_up([person("105")], [], "gave up after retries: 503",
+                 planning.Job(get_settings(), run_id="scan-1"))
+    assert set(failed_list.failing(workspace())) == {"person:105"}
+
+
 def test_graphql_errors_raise_a_clear_error(sandbox_env, monkeypatch):
     monkeypatch.setenv("GIS_PAGE_SIZE", "500")
     client = GisClient(get_settings())

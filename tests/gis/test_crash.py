@@ -15,6 +15,7 @@ import pytest
 
 from tests.support import wait_for
 from tests.support.gis import WINDOW, Truth, assert_clean, flat, now, received, scope, wait_run
+from tests.support.queues import remove_one
 from worker import recovery
 from worker.gis_sync import failed, run_state
 from worker.gis_sync.planning import BACKFILL
@@ -23,6 +24,7 @@ from worker.settings import get_settings
 
 MARGIN = 300
 RECOVERY_BOUND = 90
+LOST_BOUND = 120  # a lost message: LOST_AFTER of quiet, then a redo
 
 
 def kill_mid_run(fleet_app, worker_process, admin, task: str, **kwargs) -> tuple[dict, float]:
@@ -108,3 +110,28 @@ def test_a_part_whose_message_was_lost_is_read_again_and_the_run_ends(
     assert set(admin.customerio_profiles()["profiles"]) == set(people)  # those, no other
     assert_clean(admin)
     assert recovery.LOST_AFTER <= time.monotonic() - lost_at < RECOVERY_BOUND
+
+
+@pytest.mark.slow
+def test_a_sync_message_removed_from_the_queue_mid_scan_is_redone_and_the_run_ends(
+        fleet_app, gis_world, worker_process, redis_client):
+    # The same loss in a real scan: one gis.sync_person message taken off the `gis` queue
+    # while the worker is busy with the others; its part (chord) never reports.
+    admin = gis_world.admin
+    truth = Truth(admin)
+    admin.faults("customerio", latency_ms=60)  # the fan-out waits queued for a while
+    worker = worker_process(name="gis-lost")
+    run_id = fleet_app.send_task("gis.scan").get(timeout=60)["run_id"]
+    wait_for(lambda: remove_one(redis_client, "gis", "gis.sync_person",
+                                lambda _, kwargs: kwargs.get("run_id") == run_id),
+             "a sync task waiting in the gis queue", 60, alive=[worker])
+    removed_at = time.monotonic()
+    admin.clear_faults("customerio")
+    run = wait_run(run_id, timeout=LOST_BOUND, alive=(worker,))
+    took = time.monotonic() - removed_at
+
+    assert run["parts_redone"] == 1 and run["status"] != "incomplete"
+    assert set(admin.customerio_profiles()["profiles"]) == truth.valid_people()
+    assert_once_each(admin)
+    print(f"a sync task removed from the queue; summary {took:.1f}s later")
+    assert recovery.LOST_AFTER <= took < LOST_BOUND

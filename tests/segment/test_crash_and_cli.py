@@ -80,6 +80,10 @@ def test_cli_migrate_follow_shows_progress_that_moves_then_the_summary_table(seg
     confirmed = [int(n) for n in re.findall(r"customers confirmed (\d+)/", out)]
     assert fetched == sorted(fetched) and fetched[-1] == PROFILES
     assert {n for n in fetched if n % 40} and len(set(confirmed)) >= 2
+    # Both bars end at their total, skipped profiles (no identifier) counted as handled.
+    assert confirmed == sorted(confirmed)
+    assert re.findall(r"^profiles fetched .*$", out, re.M)[-1] == \
+        f"profiles fetched {PROFILES}/{PROFILES}  customers confirmed {PROFILES}/{PROFILES}"
     world = seg_env.admin.world_profiles()
     identified = [p for p in world if user_id(p)]
     assert "Segment -> Voucherify run" in out
