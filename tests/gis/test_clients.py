@@ -143,7 +143,7 @@ def test_a_429_from_the_token_endpoint_is_rate_limited_not_a_bad_credential(
     from worker.http import RateLimited
 
     class Busy(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:  # http.server's naming
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             self.send_response(429)
             self.send_header("Retry-After", "7")

@@ -16,7 +16,7 @@ import pytest
 from tests.support import wait_for
 from tests.support.gis import WINDOW, Truth, assert_clean, flat, now, received, scope, wait_run
 from tests.support.queues import remove_one
-from worker import recovery
+from worker import recovery, store
 from worker.gis_sync import failed, run_state
 from worker.gis_sync.planning import BACKFILL
 from worker.gis_sync.run_state import GIS
@@ -38,9 +38,7 @@ def kill_mid_run(fleet_app, worker_process, admin, task: str, **kwargs) -> tuple
     first.kill()
     killed_at = time.monotonic()
     assert first.died() is not None
-    from worker.gis_sync import state
-
-    assert state.r().zcard("unacked_index") > 0  # the kill left work unacknowledged
+    assert store.client().zcard("unacked_index") > 0  # the kill left work unacknowledged
     admin.clear_faults("customerio")
     second = worker_process(name="crash-2")
     run = wait_run(result.id, timeout=RECOVERY_BOUND + 30, alive=(second,))

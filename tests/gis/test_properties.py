@@ -49,7 +49,7 @@ from worker.gis_sync.ladder import Malformed, events, load_ladder
 from worker.settings import Settings
 
 GIS_KINDS = (m.PERSON, m.APPLICATION)
-__doc__ = __doc__.format(catalogue=m.describe(GIS_KINDS))  # noqa: A001
+__doc__ = __doc__.format(catalogue=m.describe(GIS_KINDS))
 
 IDENTIFY_BODY = body_validator(*IDENTIFY)
 TRACK_BODY = body_validator(*TRACK)
