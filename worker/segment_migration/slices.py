@@ -111,16 +111,18 @@ def migrate(run_id: str, slice_no: int, settings: Settings,
     """Fetch, map and upsert one slice (its ids from the walk); returns its record. A
     401 halts the whole run (the record says so); retryable failures raise (the task
     retries); work left at `deadline` (monotonic) is checkpointed, `retry.Continue`
-    raised. A slice of a stopped run does nothing."""
+    raised."""
     segment_ids = state.slice_ids(run_id, slice_no)
+    stored = state.get_mapped(run_id, slice_no)
     stopped = SEGMENT.stopped(run_id)
-    if stopped:
+    # Halted: nothing can be sent. Cancelled: a slice that has begun (its checkpoint
+    # exists) goes on to its end; one that has not does nothing.
+    if stopped and (stopped != runs.CANCELLED or stored is None):
         return stopped_record(slice_no, segment_ids, stopped)
     run = state.get_run(run_id) or {}
     segment: SegmentClient | None = None
     voucherify: VoucherifyClient | None = None
     try:
-        stored = state.get_mapped(run_id, slice_no)
         batch = Batch(**stored) if stored else Batch()
         if not batch.complete:
             segment = SegmentClient(settings, pool_size=settings.segment_fetch_concurrency)
