@@ -13,13 +13,10 @@ import pytest
 
 from tests.segment.test_migration import user_id
 from tests.support import ROOT, wait_for
-from tests.support.segment import PROFILES, start_run, wait_summary
+from tests.support.segment import PROFILES, start_run, start_slow_run, wait_summary
 from worker.segment_migration import state
 
 RECOVERY_BOUND = 90  # the goal is 60 s; the margin is for a busy machine
-# The run's shape, not the fleet's reliability settings (those stay as shipped): small
-# slices, so the kill lands with several slices done and several to do.
-RUN_ENV = {"SEGMENT_SLICE_SIZE": "10", "SEGMENT_FETCH_CONCURRENCY": "2"}
 
 
 @pytest.mark.slow
@@ -28,12 +25,9 @@ def test_sigkill_mid_run_then_a_new_worker_finishes_every_customer_exactly_once(
     """A whole worker (main process and children) SIGKILLed mid-migration, with the
     shipped settings and pool: another worker redoes what it held within the bound;
     nothing shortened, no sweep forced."""
-    admin = seg_env.admin
-    for name, value in RUN_ENV.items():
-        monkeypatch.setenv(name, value)
-    admin.faults("segment", latency_ms=30)
-    first = worker_process(name="seg-crash-1")
-    run_id = start_run(fleet_app)
+    admin = seg_env.admin  # small slices: the kill lands with several done, several to do
+    run_id, first = start_slow_run(seg_env, fleet_app, worker_process, monkeypatch,
+                                   "seg-crash-1", latency_ms=30)
     wait_for(lambda: (state.progress(run_id) or {}).get("slices_finished", 0) >= 2,
              "two slices", 60, alive=[first])
     first.kill()

@@ -11,13 +11,12 @@ import pytest
 from tests.segment.test_migration import user_id
 from tests.support import wait_for
 from tests.support.queues import remove_one
-from tests.support.segment import start_run, wait_summary
+from tests.support.segment import start_run, start_slow_run, wait_summary
 from worker import recovery
 from worker.segment_migration import state
 from worker.segment_migration.state import SEGMENT
 
 LOST_BOUND = 120  # the two minutes; the recovery itself takes LOST_AFTER + a tick
-RUN_ENV = {"SEGMENT_SLICE_SIZE": "10", "SEGMENT_FETCH_CONCURRENCY": "2"}  # 12 slices
 
 
 @pytest.mark.slow
@@ -26,12 +25,9 @@ def test_a_slice_message_removed_from_the_queue_is_redone_and_every_customer_arr
     # Kombu pops a message before it records it as held: a worker killed in that instant
     # loses it. The same loss, made for real: one segment.migrate_slice message taken
     # off the `segment` queue while the worker is busy with the slices before it.
-    admin = seg_env.admin
-    for name, value in RUN_ENV.items():
-        monkeypatch.setenv(name, value)
-    admin.faults("segment", latency_ms=100)  # slices take a while: the others wait queued
-    worker = worker_process(name="seg-lost")
-    run_id = start_run(fleet_app)
+    admin = seg_env.admin  # slices take a while: the others wait queued
+    run_id, worker = start_slow_run(seg_env, fleet_app, worker_process, monkeypatch,
+                                    "seg-lost", latency_ms=100)
     removed = wait_for(
         lambda: remove_one(redis_client, "segment", "segment.migrate_slice",
                            lambda args, _: args[0] == run_id),
@@ -62,11 +58,8 @@ def test_a_slice_message_removed_from_the_queue_is_redone_and_every_customer_arr
 def test_a_cancelled_migration_hands_nothing_more_over_ends_cancelled_and_resumes(
         seg_env, fleet_app, worker_process, monkeypatch):
     admin = seg_env.admin
-    for name, value in RUN_ENV.items():
-        monkeypatch.setenv(name, value)
-    admin.faults("segment", latency_ms=100)
-    worker = worker_process(name="seg-cancel")
-    run_id = start_run(fleet_app)
+    run_id, worker = start_slow_run(seg_env, fleet_app, worker_process, monkeypatch,
+                                    "seg-cancel", latency_ms=100)
     wait_for(lambda: SEGMENT.progress(run_id)["parts_finished"] >= 1, "a slice done", 60,
              alive=[worker])
     assert SEGMENT.cancel(run_id)
