@@ -6,8 +6,8 @@ a worker killed in between loses it, and its run waits for a walk step or a part
 will never come. A run that nothing has happened to for LOST_AFTER seconds while the
 broker holds nothing at all (no queued, held or parked message: nothing of the run can
 still arrive) lost its messages: its open walks are sent again and its parts that never
-reported are redone (`Runs.recover`: the job's `relaunch`, from what `launch` kept for
-each part), and the run ends as usual, its summary counting `parts_redone`. While other
+reported are redone (`recover`: the job's `relaunch`, from what `launch` kept for each
+part), and the run ends as usual, its summary counting `parts_redone`. While other
 work keeps the broker busy the look waits; a run idle for STALE_AFTER is then closed as
 `incomplete` (unless something is parked: a long wait, maybe the run's own).
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 
 from worker import broker, parking, store
-from worker.runs import JOBS
+from worker.runs import JOBS, Runs
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +46,29 @@ def look_after() -> list[str]:
         return []
 
 
+def recover(runs: Runs, run_id: str) -> list[str]:
+    """A run that lost a message: its open walks sent again and its parts that never
+    reported redone (the job's `relaunch`); one missing nothing (its last reporter died
+    before writing the summary) ends here. Returns what was sent again."""
+    if runs.get(run_id) is None:  # expired: nothing left to finish
+        runs.unlist(run_id)
+        return []
+    walks, lost = runs.walking(run_id), runs.lost_parts(run_id)
+    if not walks and not lost:
+        runs.finish_if_complete(run_id)
+        return []
+    if runs.relaunch is None:
+        return []
+    runs.count(run_id, {"parts_redone": len(lost)})  # and active again
+    runs.relaunch(run_id, walks, lost)
+    return walks + list(lost)
+
+
 def _relaunch_lost() -> list[str]:
     sent = []
     for runs in JOBS.values():
         for run_id in runs.idle(LOST_AFTER):
-            again = runs.recover(run_id)
+            again = recover(runs, run_id)
             if again:
                 log.warning("%s run %s lost a message: sent again %s", runs.job, run_id,
                             ", ".join(again))

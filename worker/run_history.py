@@ -9,11 +9,9 @@ meets it. A GIS run's keys expire after a week; `forget` deletes a run at once.
 
 from __future__ import annotations
 
-import json
-
 from worker import store
 from worker.formats import Record
-from worker.runs import Runs, run_key
+from worker.runs import Runs, stored_record, stored_summary
 
 
 def _index() -> str:
@@ -34,7 +32,7 @@ def recent(n: int = 10, job: str | None = None) -> list[Record]:
             run_job, _, run_id = name.partition(":")
             if job and run_job != job:
                 continue
-            found = _summary_or_record(run_job, run_id)
+            found = stored_summary(run_job, run_id) or stored_record(run_job, run_id)
             if found is None:
                 r.zrem(_index(), name)
                 continue
@@ -50,15 +48,6 @@ def keep_newest(job: str, keep: int) -> None:
     names = [n for n in r.zrevrange(_index(), 0, -1) if n.startswith(f"{job}:")]
     if len(names) > keep:
         r.zrem(_index(), *names[keep:])
-
-
-def _summary_or_record(job: str, run_id: str) -> Record | None:
-    r = store.client()
-    raw = r.get(run_key(job, run_id, "summary"))
-    if raw:
-        return json.loads(raw)
-    fields = r.hgetall(run_key(job, run_id))
-    return {k: json.loads(v) for k, v in fields.items()} if fields else None
 
 
 def forget(runs: Runs, run_id: str) -> bool:

@@ -113,8 +113,7 @@ class Runs:
         return True
 
     def get(self, run_id: str) -> Record | None:
-        raw = store.client().hgetall(self.key(run_id))
-        return {name: json.loads(value) for name, value in raw.items()} if raw else None
+        return stored_record(self.job, run_id)
 
     def update(self, run_id: str, /, **fields: Any) -> None:
         if fields:
@@ -286,8 +285,7 @@ class Runs:
         return summary
 
     def summary(self, run_id: str) -> Record | None:
-        raw = store.client().get(self.key(run_id, "summary"))
-        return json.loads(raw) if raw else None
+        return stored_summary(self.job, run_id)
 
     def restart(self, run_id: str, keep: Iterable[str], **fields: Any) -> None:
         """The next attempt of an ended or stopped run: running again, open, its parts
@@ -310,23 +308,22 @@ class Runs:
         """Open runs that nothing has happened to for `seconds`."""
         return store.client().zrangebyscore(self.open_index(), 0, time.time() - seconds)
 
-    def recover(self, run_id: str) -> list[str]:
-        """A run that lost a message: its open walks sent again and its parts that never
-        reported redone (`relaunch`); one missing nothing (its last reporter died before
-        the summary) ends here. Returns what was sent again."""
-        if self.get(run_id) is None:  # expired: nothing left to finish
-            store.client().zrem(self.open_index(), run_id)
-            return []
-        walks, lost = self.walking(run_id), self.lost_parts(run_id)
-        if not walks and not lost:
-            self.finish_if_complete(run_id)
-            return []
-        if self.relaunch is None:
-            return []
-        self.count(run_id, {"parts_redone": len(lost)})  # and active again
-        self.relaunch(run_id, walks, lost)
-        return walks + list(lost)
+    def unlist(self, run_id: str) -> None:
+        """No longer open (its record expired: nothing left to finish)."""
+        store.client().zrem(self.open_index(), run_id)
 
 
 def run_key(job: str, run_id: str, *parts: object) -> str:
     return store.key(job, "run", run_id, *parts)
+
+
+def stored_record(job: str, run_id: str) -> Record | None:
+    raw = store.client().hgetall(run_key(job, run_id))
+    return {name: json.loads(value) for name, value in raw.items()} if raw else None
+
+
+def stored_summary(job: str, run_id: str) -> Record | None:
+    """A run's summary as written (the one place that reads it: `worker.run_history`
+    lists runs through it too)."""
+    raw = store.client().get(run_key(job, run_id, "summary"))
+    return json.loads(raw) if raw else None

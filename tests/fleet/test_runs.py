@@ -153,13 +153,14 @@ def test_recover_relaunches_what_a_run_lost_and_finishes_one_missing_nothing(job
     engine.open_walk("lost", "people", {"cursor": "a"})
     engine.launch("lost", {"p:0": ["person:1"], "p:1": ["person:2"]})
     engine.report("lost", "p:0")
-    assert engine.recover("lost") == ["people", "p:1"]
+    assert recovery.recover(engine, "lost") == ["people", "p:1"]
     assert job.relaunched == [("lost", ["people"], {"p:1": ["person:2"]})]
     assert engine.get("lost")["parts_redone"] == 1
     engine.start("orphan", "scan")  # its last reporter died before writing the summary
     engine.launch("orphan", {"p:0": None})
     engine.report("orphan", "p:0")
-    assert engine.recover("orphan") == [] and engine.summary("orphan")["status"] == "finished"
+    assert recovery.recover(engine, "orphan") == []
+    assert engine.summary("orphan")["status"] == "finished"
 
 
 def test_the_timer_relaunches_an_idle_run_only_while_the_broker_is_quiet(job,

@@ -68,11 +68,11 @@ def _follow_migration(args: argparse.Namespace, result: Any, run_id: str, previo
         live = progress["live"]
         listed = live["profiles_listed"] if progress["walk_done"] else None
         summary = state.get_summary(run_id) if progress["summary_ready"] else None
-        if summary is not None:  # where the bars end: every profile seen was handled
-            return {FOLLOW_BARS[0]: (summary["profiles_seen"], listed),
-                    FOLLOW_BARS[1]: (confirmed(summary), listed)}, summary
+        # Ended, the confirmed bar shows where every profile stands (the live figure
+        # misses customers a whole bulk or slice failed for).
+        done = confirmed(summary) if summary else live["customers_confirmed"]
         return {FOLLOW_BARS[0]: (live["profiles_fetched"], listed),
-                FOLLOW_BARS[1]: (live["customers_confirmed"], listed)}, None
+                FOLLOW_BARS[1]: (done, listed)}, summary
 
     summary = display.follow(out, read, FOLLOW_BARS, args.timeout)
     if summary is None:

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.formats import Record
-from worker.gis_sync import ladder as ladder_mod
 from worker.gis_sync import mapping, state
-from worker.gis_sync.ladder import Ladder, Malformed
+from worker.gis_sync.ladder import Ladder, Malformed, events, load_ladder
 from worker.gis_sync.mapping import person_of
 from worker.settings import Settings
 
@@ -22,7 +21,7 @@ BACKFILL = "backfill"
 
 
 def ladder_from(settings: Settings) -> Ladder:
-    return ladder_mod.load_ladder(settings.gis_status_events, settings.gis_event_name_field)
+    return load_ladder(settings.gis_status_events, settings.gis_event_name_field)
 
 
 @dataclass
@@ -139,7 +138,7 @@ def _plan_application(application: Any, previous: int | None,
         since = None if previous is not None else int(
             job.now - job.settings.cold_start_event_window)
     try:
-        outcome = ladder_mod.events(previous, application, ladder, since)
+        outcome = events(previous, application, ladder, since)
         pid = _person_ready(application, known, job, out)
     except Malformed as exc:
         out.fail("application", aid, str(exc))
