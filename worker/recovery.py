@@ -59,7 +59,8 @@ def recover(runs: Runs, run_id: str) -> list[str]:
         return []
     if runs.relaunch is None:
         return []
-    runs.count(run_id, {"parts_redone": len(lost)})  # and active again
+    runs.count(run_id, {"parts_redone": len(lost)})
+    runs.touch(run_id)  # not relaunched again before what was sent has had its time
     runs.relaunch(run_id, walks, lost)
     return walks + list(lost)
 

@@ -121,14 +121,15 @@ class Runs:
                                 mapping={k: dumps(v) for k, v in fields.items()})
 
     def count(self, run_id: str | None, counters: dict[str, int]) -> None:
-        """Add to the run's counters (any task of the run, at the same time): activity."""
+        """Add to the run's counters (any task of the run, at the same time). Not an
+        activity of the run: a counter moves often (a profile fetched) and a task that
+        counts holds its message anyway; walks and parts are what the recovery watches."""
         if not run_id:
             return
         with store.client().pipeline(transaction=False) as pipe:
             for name, value in counters.items():
                 if value:
                     pipe.hincrby(self.key(run_id), name, value)
-            self._touch(pipe, run_id)
             pipe.execute()
 
     def halt(self, run_id: str | None, reason: str) -> None:
@@ -307,6 +308,10 @@ class Runs:
     def idle(self, seconds: float) -> list[str]:
         """Open runs that nothing has happened to for `seconds`."""
         return store.client().zrangebyscore(self.open_index(), 0, time.time() - seconds)
+
+    def touch(self, run_id: str) -> None:
+        """Something happened to the run (it was just relaunched)."""
+        store.client().zadd(self.open_index(), {run_id: time.time()}, xx=True)
 
     def unlist(self, run_id: str) -> None:
         """No longer open (its record expired: nothing left to finish)."""

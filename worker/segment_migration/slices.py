@@ -18,7 +18,6 @@ reschedules itself with its checkpoints intact.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import threading
@@ -81,7 +80,7 @@ class SliceRecord:
     would_send: int | None = None  # a dry run's
 
     def as_dict(self) -> Record:
-        record = dataclasses.asdict(self)
+        record = dict(vars(self))  # not dataclasses.asdict: no deep copy of the lists
         if self.would_send is None:
             del record["would_send"]
         return record
@@ -130,8 +129,7 @@ def migrate(run_id: str, slice_no: int, settings: Settings,
             batch = fetch_and_map(segment, segment_ids, settings, deadline=deadline,
                                   before=batch,
                                   on_fetched=lambda: state.add_live(run_id, profiles_fetched=1))
-            state.save_mapped(run_id, slice_no, dataclasses.asdict(batch),
-                              handled=batch.handled - handled)
+            state.save_mapped(run_id, slice_no, vars(batch), handled=batch.handled - handled)
             if not batch.complete:
                 raise retry.Continue()
         record = SliceRecord(slice_no, len(segment_ids), skipped=batch.skipped,
