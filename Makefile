@@ -1,9 +1,10 @@
-# Two commands for people: `make run` (the fleet, locally) and `make test` (everything).
+# Commands for people: `make run` (the fleet, locally), `make test` (everything) and
+# `make test-fast` (lint and the tests that need no worker and no sandbox: under a minute).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean install lock floors
+.PHONY: run test test-fast lint bench clean install lock floors
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The quick lane: no worker process, no sandbox server (tests/conftest.py marks the tests
+# that use one `integration`), nothing marked slow; a test that hangs fails in 60 s.
+test-fast: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -m "not integration and not slow" --timeout=60 $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

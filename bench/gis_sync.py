@@ -117,13 +117,13 @@ class Fleet:
 
 
 def scan(app: Any, timeout: float = 3600) -> tuple[dict[str, Any], float]:
-    from worker import runs
+    from worker.gis_sync.run_state import GIS
 
     started_at = time.monotonic()
     started = app.send_task("gis.scan").get(timeout=120)
     assert started["status"] == "started", started
     while time.monotonic() - started_at < timeout:
-        summary = runs.summary("gis", started["run_id"])
+        summary = GIS.summary(started["run_id"])
         if summary:
             return summary, time.monotonic() - started_at
         time.sleep(0.2)

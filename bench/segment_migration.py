@@ -77,7 +77,7 @@ def migrate(redis_url: str, url: str, profiles: int, env: dict[str, str],
     from worker import store
     from worker.app import app
     from worker.segment_migration import state
-    from worker.segment_migration.tasks import new_run_id
+    from worker.segment_migration.start import new_run_id
 
     r = store.connect(redis_url)
     r.flushall()

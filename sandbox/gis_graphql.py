@@ -129,7 +129,7 @@ class Prepared:
 
 
 # --- plans ----------------------------------------------------------------------------
-class _Unanswerable(Exception):  # noqa: N818 - control flow: graphql-core answers instead
+class _Unanswerable(Exception):  # control flow: graphql-core answers instead
     """The plan cannot answer exactly as graphql-core would."""
 
 
@@ -215,7 +215,7 @@ class CompiledQuery:
                 value = root.definition.resolve(None, info, **args)  # type: ignore[misc]
                 # the root value as if read from a parent: same null handling
                 data.update(_object({root.selection.name: value}, (root.selection,)))
-        except Exception:  # noqa: BLE001 - graphql-core answers, with its own wording
+        except Exception:  # graphql-core answers, with its own wording
             return None
         return data
 

@@ -65,7 +65,7 @@ GATEWAY_PAGE = """<!DOCTYPE html>
 GATEWAY_TIMEOUT_PAGE = GATEWAY_PAGE.replace("502 Bad Gateway", "504 Gateway Time-out")
 
 
-class Rejected(Exception):  # noqa: N818 - reads as "raise Rejected(reason, response)"
+class Rejected(Exception):  # reads as "raise Rejected(reason, response)"
     """Raised by a handler: answer `response` and count a rejection for `reason`."""
 
     def __init__(self, reason: str, response: Response) -> None:

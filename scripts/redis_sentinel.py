@@ -212,7 +212,7 @@ class SentinelSet:
             try:
                 if check():  # type: ignore[operator]
                     return
-            except Exception:  # noqa: BLE001 - a sentinel still starting: ask again
+            except Exception:  # a sentinel still starting: ask again
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"timed out after {timeout}s waiting for {what} "

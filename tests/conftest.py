@@ -33,9 +33,9 @@ from worker.settings import get_settings
 from worker.store import connect
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import redis_tls  # noqa: E402
-from redis_sentinel import SentinelSet  # noqa: E402
-from redis_server import PrivateRedis, free_port  # noqa: E402
+import redis_tls
+from redis_sentinel import SentinelSet
+from redis_server import PrivateRedis, free_port
 
 # The URL is fixed before anything reads the settings; the server starts on first use.
 _OWN_REDIS = not os.environ.get("REDIS_URL")
@@ -49,6 +49,18 @@ for _name in list(os.environ):
     if _name.startswith(("CUSTOMERIO_", "SEGMENT_", "VOUCHERIFY_", "GIS_", "REDIS_PASSWORD",
                          "REDIS_SENTINEL", "REDIS_MASTER_NAME", "REDIS_TLS_", "REDIS_URL_")):
         del os.environ[_name]
+
+
+# A test that uses any of these needs a worker process (or the in-process worker) or the
+# sandbox server: it is outside `make test-fast` (marker `integration`, set here from the
+# fixtures a test really uses, so the lane cannot drift).
+INTEGRATION_FIXTURES = {"_fleet_processes", "_threads_worker", "sandbox"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""`python -m worker ...`: the people's CLI (see worker/cli.py)."""
+"""`python -m worker ...`: the people's CLI, `syncfleet` (see worker/cli/)."""
 
 import sys
 

@@ -28,12 +28,15 @@ def _prefix() -> str:
     return "" if prefix == "sf" else f"{prefix}:celery:"
 
 
+def _queue_lists(queue: str) -> list[str]:
+    base = _prefix() + queue
+    return [base, *(f"{base}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS)]
+
+
 def depth(queue: str) -> int:
     """Messages waiting in `queue`, every priority included."""
-    base = _prefix() + queue
-    names = [base, *(f"{base}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS)]
     with store.client().pipeline(transaction=False) as pipe:
-        for name in names:
+        for name in _queue_lists(queue):
             pipe.llen(name)
         return sum(pipe.execute())
 
@@ -45,5 +48,12 @@ def held() -> int:
 
 
 def quiet() -> bool:
-    """Nothing queued, held or parked anywhere in the fleet."""
-    return held() == 0 and parking.waiting() == 0 and all(depth(q) == 0 for q in QUEUES)
+    """Nothing queued, held or parked anywhere in the fleet, read in one transaction: a
+    message moving from a queue to `unacked` (or back) is seen in one place or the other."""
+    with store.client().pipeline(transaction=True) as pipe:
+        for queue in QUEUES:
+            for name in _queue_lists(queue):
+                pipe.llen(name)
+        pipe.hlen(_prefix() + "unacked")
+        pipe.zcard(parking.due_key())
+        return not any(pipe.execute())

@@ -32,12 +32,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from worker import broker, health, heartbeat, metrics, parking, runs
+from worker import broker, health, heartbeat, metrics, parking, run_history, runs
 from worker.gis_sync import failed as gis_failed
-from worker.gis_sync import run_state as gis_runs
 from worker.gis_sync import state as gis_state
 from worker.gis_sync.ladder import to_unix
+from worker.gis_sync.run_state import GIS
 from worker.segment_migration import state as segment_state
+from worker.segment_migration.state import SEGMENT
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -164,8 +165,8 @@ def gis_gauges(now: float) -> Iterator[Metric]:
     halted = GaugeMetricFamily(PREFIX + "run_halted",
                                "1 when the sync's latest run was halted (a 401)",
                                labels=["sync"])
-    for job in (gis_runs.JOB, segment_state.JOB):
-        latest = runs.recent(1, job=job)
+    for job in (GIS.job, SEGMENT.job):
+        latest = run_history.recent(1, job=job)
         halted.add_metric([job], float(bool(latest) and latest[0].get("status") == runs.HALTED))
     yield halted
 
@@ -189,7 +190,7 @@ def fleet_gauges(now: float) -> Iterator[Metric]:
 
 def migration_gauges() -> Iterator[Metric]:
     """Running migrations, added up: one series per state whatever the number of runs."""
-    running = [run["run_id"] for run in runs.recent(10, job=segment_state.JOB)
+    running = [run["run_id"] for run in run_history.recent(10, job=SEGMENT.job)
                if run.get("status") == runs.RUNNING]
     figures = dict.fromkeys(("listed", "fetched", "confirmed", "upserted", "failed",
                              "skipped"), 0)
@@ -237,7 +238,7 @@ def app(registry: CollectorRegistry, login: str) -> Callable[..., Iterable[bytes
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's parameter name
         log.debug("exporter %s", format % args)
 
 

@@ -35,11 +35,11 @@ from typing import Any
 
 import redis
 
-from worker import heartbeat, runs, store
+from worker import heartbeat, run_history, runs, store
 from worker.gis_sync import failed as gis_failed
-from worker.gis_sync import run_state as gis_runs
 from worker.gis_sync import state as gis_state
-from worker.segment_migration import state as segment_state
+from worker.gis_sync.run_state import GIS
+from worker.segment_migration.state import SEGMENT
 from worker.settings import Settings
 
 STALE_SCANS = 3  # no success for this many intervals means the sync has stopped
@@ -108,8 +108,8 @@ def _workers(now: float) -> Check:
 
 def _halted_runs() -> list[Check]:
     out = []
-    for job in (gis_runs.JOB, segment_state.JOB):
-        latest = runs.recent(1, job=job)
+    for job in (GIS.job, SEGMENT.job):
+        latest = run_history.recent(1, job=job)
         name = f"{job}_run"
         if latest and latest[0].get("status") == runs.HALTED:
             out.append(Check(name, False, f"the last {job} run ({latest[0]['run_id']}) was "

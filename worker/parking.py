@@ -34,7 +34,7 @@ BATCH = 500  # most signatures one release sends
 RETRY_RELEASE_S = 30  # a signature that could not be sent is tried again this much later
 
 
-def _due() -> str:
+def due_key() -> str:
     return store.key("parked")
 
 
@@ -48,12 +48,12 @@ def park(parked_id: str, signature: dict[str, Any], due: float) -> None:
     r = store.client()
     with r.pipeline(transaction=True) as pipe:
         pipe.set(_payload_key(parked_id), json.dumps(signature, default=str))
-        pipe.zadd(_due(), {parked_id: due})
+        pipe.zadd(due_key(), {parked_id: due})
         pipe.execute()
 
 
 def waiting() -> int:
-    return int(store.client().zcard(_due()))
+    return int(store.client().zcard(due_key()))
 
 
 def release_due(send: Callable[[dict[str, Any]], None], now: float | None = None) -> int:
@@ -61,7 +61,7 @@ def release_due(send: Callable[[dict[str, Any]], None], now: float | None = None
     releases at a time; a releaser killed halfway leaves the rest for the next one (a
     signature sent but not yet removed may be sent twice: tasks are idempotent)."""
     r = store.client()
-    due = r.zrangebyscore(_due(), 0, now or time.time(), start=0, num=BATCH)
+    due = r.zrangebyscore(due_key(), 0, now or time.time(), start=0, num=BATCH)
     if not due:
         return 0
     try:
@@ -82,10 +82,10 @@ def _release(parked_ids: list[str], send: Callable[[dict[str, Any]], None]) -> i
                 sent += 1
             except Exception:  # the broker is away, say: try this one again later
                 log.exception("parked task %s could not be released yet", parked_id)
-                r.zadd(_due(), {parked_id: time.time() + RETRY_RELEASE_S}, xx=True)
+                r.zadd(due_key(), {parked_id: time.time() + RETRY_RELEASE_S}, xx=True)
                 continue
         with r.pipeline(transaction=True) as pipe:
-            pipe.zrem(_due(), parked_id)
+            pipe.zrem(due_key(), parked_id)
             pipe.delete(_payload_key(parked_id))
             pipe.execute()
     return sent

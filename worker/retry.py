@@ -31,7 +31,7 @@ RETRYABLE: tuple[type[Exception], ...] = (NoBudget, RateLimited, TransientError)
 BACKOFF_BASE = 2.0  # seconds; doubled each retry
 
 
-class Continue(Exception):  # noqa: N818 - reads as "raise Continue()"
+class Continue(Exception):  # reads as "raise Continue()"
     """Not done yet, nothing wrong: the work checkpointed what it did before its time ran
     out and goes on in a new delivery of the same task, at once."""
 
@@ -81,7 +81,7 @@ class InPlace:
 IN_PLACE = InPlace()
 
 
-class Stopped(Exception):  # noqa: N818 - reads as "raise Stopped()"
+class Stopped(Exception):  # reads as "raise Stopped()"
     """The caller's work was told to stop (another part of it failed for good)."""
 
 

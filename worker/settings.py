@@ -128,7 +128,6 @@ class Settings(BaseSettings):
     segment_traits_page_size: int = Field(200, gt=0, le=200)
     segment_fetch_concurrency: int = Field(8, gt=0, le=64, description="profiles one "
                                            "slice fetches at once")
-    segment_slices_per_chord: int = Field(50, gt=0)
     segment_extra_traits_to_metadata: bool = True
 
     # Voucherify

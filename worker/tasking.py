@@ -26,7 +26,7 @@ from typing import Any
 from celery import Celery, Task, bootsteps
 from celery.exceptions import MaxRetriesExceededError, Retry, SoftTimeLimitExceeded
 
-from worker import metrics, parking, retry
+from worker import metrics, parking, recovery, retry
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -157,9 +157,13 @@ class ReleaseParked(bootsteps.StartStopStep):
             self.tref.cancel()
 
 
-# What else every worker does on that timer: chore(app), e.g. the GIS runs' recovery of
-# lost messages (worker/gis_sync/recovery.py registers itself here).
-CHORES: list[Callable[[Celery], None]] = []
+def _look_after_runs(_app: Celery) -> None:
+    recovery.look_after()
+
+
+# What else every worker does on that timer: chore(app). The runs of both jobs that lost
+# a message are found and finished (worker/recovery.py).
+CHORES: list[Callable[[Celery], None]] = [_look_after_runs]
 
 
 def _release(app: Celery) -> None:

@@ -81,7 +81,7 @@ class Ref:
 
     __slots__ = ("id", "parent", "home_lc", "programme")
 
-    def __init__(self, id: int | None = None, parent: Ref | None = None,  # noqa: A002
+    def __init__(self, id: int | None = None, parent: Ref | None = None,
                  home_lc: Ref | None = None, programme: Ref | None = None) -> None:
         self.id = id
         self.parent = parent
@@ -205,7 +205,7 @@ def schema_problems(value: Any, kind: Any, path: str) -> list[str]:
     if isinstance(kind, GraphQLScalarType):
         try:
             kind.serialize(value)
-        except Exception as exc:  # noqa: BLE001 - graphql-core's own wording
+        except Exception as exc:  # graphql-core's own wording
             return [f"{path}: {exc}"]
         return []
     return [f"{path}: {kind} is not served by the sandbox"]  # pragma: no cover

@@ -16,7 +16,7 @@ from tests.support.cli import syncfleet, syncfleet_json
 from worker.cli.display import EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_USAGE
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from redis_server import free_port, start  # noqa: E402
+from redis_server import free_port, start
 
 COMMANDS = (("runs",), ("status", "01abc"), ("gis", "runs"), ("gis", "failed"),
             ("gis", "scan"), ("gis", "backfill", "--since", "2026-01-01"), ("migrate",))

@@ -41,7 +41,7 @@ from worker import store
 from worker.settings import Settings
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from redis_server import free_port, server_binary, wait_ready  # noqa: E402
+from redis_server import free_port, server_binary, wait_ready
 
 COMPOSE = load()
 SECRETS = {"REDIS_PASSWORD": "Pw4compose7test", "FLOWER_BASIC_AUTH": "tester:fl0wer-pass",

@@ -21,11 +21,11 @@ from tests.support import ROOT, wait_for
 from tests.support.compose import command, environment, interpolate, merged, service
 from tests.support.gis import WORLD, Truth, assert_clean, received
 from tests.support.processes import Process
-from worker import runs
+from worker.gis_sync.run_state import GIS
 from worker.settings import FILE_SETTINGS, get_settings
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from redis_server import free_port, server_binary, wait_ready  # noqa: E402
+from redis_server import free_port, server_binary, wait_ready
 
 COMPOSE = merged("docker-compose.yml", "docker-compose.secrets.yml")
 FILES = ("docker-compose.yml", "docker-compose.secrets.yml")
@@ -159,7 +159,7 @@ def test_a_fleet_configured_only_by_secret_files_runs_a_gis_cold_start(
         assert not secret or secret not in environ
 
     run_id = other_fleet.send_task("gis.scan").id
-    run = wait_for(lambda: runs.summary("gis", run_id), f"the summary of run {run_id}", 120,
+    run = wait_for(lambda: GIS.summary(run_id), f"the summary of run {run_id}", 120,
                    alive=[worker])
     assert run["status"] == "finished_with_errors"  # unusable applications only
     assert set(admin.customerio_profiles()["profiles"]) == truth.valid_people()

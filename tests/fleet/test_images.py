@@ -15,7 +15,7 @@ from tests.support import ROOT
 from tests.support.compose import dockerfile_stages, load, stage_chain
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import pin_images  # noqa: E402
+import pin_images
 
 DIGEST = re.compile(r"[a-z0-9./_-]+:[\w.-]+@sha256:[0-9a-f]{64}")
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

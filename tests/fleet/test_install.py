@@ -28,7 +28,7 @@ from tests.support.processes import Process
 from worker import store
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from redis_server import free_port  # noqa: E402
+from redis_server import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 

@@ -50,7 +50,7 @@ class FleetOnly(logging.Logger):
     """pytest attaches its capture handlers to every logger that does not propagate (and
     they raise on what the fleet's handler must survive): this one keeps only the fleet's."""
 
-    def callHandlers(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+    def callHandlers(self, record: logging.LogRecord) -> None:  # logging's name
         for handler in self.handlers:
             if isinstance(handler, logs.FleetHandler) and record.levelno >= handler.level:
                 handler.handle(record)

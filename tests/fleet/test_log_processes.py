@@ -32,7 +32,7 @@ from tests.support.logs import assert_every_line_parses
 from tests.support.processes import Process
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from redis_server import free_port  # noqa: E402
+from redis_server import free_port
 
 GIS_TOKEN = "gis_tok_5e1f0c2b9a8d"
 VOUCHERIFY_KEY = "vf_secret_77aa21bc04"

@@ -20,8 +20,8 @@ from tests.support.processes import Process
 from worker.settings import get_settings
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import run_local  # noqa: E402
-from redis_server import free_port  # noqa: E402
+import run_local
+from redis_server import free_port
 
 
 def test_sandbox_mode_points_every_api_at_the_sandbox(monkeypatch):

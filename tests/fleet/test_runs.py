@@ -1,56 +1,213 @@
-"""One run vocabulary for both jobs (worker/runs.py), on a real Redis, and the CLI that
-lists both jobs' runs."""
+"""The run engine of both jobs (worker/runs.py, worker/recovery.py, worker/run_history.py)
+on a real Redis, and the CLI that lists both jobs' runs."""
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
 
 from tests.support.cli import syncfleet, syncfleet_json
-from worker import runs
+from worker import recovery, run_history, runs, store
+from worker.formats import Record
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
-def test_a_run_is_started_once_halted_with_its_first_reason_and_finished_once(redis_client):
-    assert runs.start("gis", "r1", "scan", cold_start=True)
-    assert not runs.start("gis", "r1", "scan")  # a second delivery: the run exists
-    record = runs.get("gis", "r1")
+class Job:
+    """A job on the engine, for the test: its summaries count how often they were built,
+    its relaunches are recorded instead of sent."""
+
+    def __init__(self) -> None:
+        self.built = 0
+        self.ended: list[Record] = []
+        self.relaunched: list[tuple[str, list[str], dict[str, Any]]] = []
+        self.runs = runs.Runs("enginetest", self.summarize, ttl=3600, ended=self.ended.append)
+        self.runs.relaunch = lambda *args: self.relaunched.append(args)
+
+    def summarize(self, run_id: str, status: str | None) -> Record:
+        self.built += 1
+        record = self.runs.get(run_id) or {}
+        return {**record, "status": status or runs.final_status(record, record.get("bad", 0))}
+
+
+@pytest.fixture
+def job(redis_client) -> Iterator[Job]:
+    made = Job()
+    yield made
+    del runs.JOBS["enginetest"]
+
+
+def test_a_run_is_started_once_halted_with_its_first_reason_and_finished_once(job):
+    engine = job.runs
+    assert engine.start("r1", "scan", cold_start=True)
+    assert not engine.start("r1", "scan")  # a second delivery: the run exists
+    record = engine.get("r1")
     assert (record["status"], record["kind"], record["cold_start"]) == ("running", "scan", True)
     assert ISO.match(record["started_at"])
-    runs.count("gis", "r1", {"people_seen": 3})
-    runs.count("gis", "r1", {"people_seen": 2, "events_sent": 0})
-    assert runs.get("gis", "r1")["people_seen"] == 5
-    runs.halt("gis", "r1", "customerio: 401 check CUSTOMERIO_API_KEY")
-    runs.halt("gis", "r1", "a later reason")
-    assert runs.halted("gis", "r1") == "customerio: 401 check CUSTOMERIO_API_KEY"
-    summary = {**runs.get("gis", "r1"), "status": runs.HALTED}
-    assert runs.finish("gis", "r1", summary)
-    assert not runs.finish("gis", "r1", {**summary, "status": "finished"})  # written once
-    assert runs.summary("gis", "r1")["status"] == "halted"
-    assert ISO.match(runs.get("gis", "r1")["finished_at"])
+    engine.count("r1", {"people_seen": 3})
+    engine.count("r1", {"people_seen": 2, "events_sent": 0})
+    assert engine.get("r1")["people_seen"] == 5
+    engine.halt("r1", "customerio: 401 check CUSTOMERIO_API_KEY")
+    engine.halt("r1", "a later reason")
+    assert engine.stopped("r1") == "customerio: 401 check CUSTOMERIO_API_KEY"
+    summary = engine.finish_if_complete("r1")  # nothing open, nothing handed over
+    assert summary["status"] == "halted" and job.ended == [summary]
+    assert engine.finish_if_complete("r1") is None  # written once, not even built again
+    assert job.built == 1
+    assert engine.summary("r1") == summary
+    assert ISO.match(engine.get("r1")["finished_at"])
+    assert engine.idle(0) == []  # ended: no longer open
+
+
+def test_a_run_is_complete_when_its_walks_ended_and_each_part_reported_once(job):
+    engine = job.runs
+    engine.start("r2", "scan")
+    engine.open_walk("r2", "people", {"cursor": "a", "pages": 0})
+    engine.open_walk("r2", "people", {"cursor": "reopened", "pages": 9})  # keeps progress
+    assert engine.walk("r2", "people") == {"cursor": "a", "pages": 0}
+    assert engine.save_walk("r2", "people", cursor="b", pages=1)["cursor"] == "b"
+    engine.launch("r2", {"p:0": ["person:1"], "p:1": ["person:2", "person:3"]})
+    engine.report("r2", "p:0")
+    engine.report("r2", "p:0")  # a redelivered report counts once
+    assert engine.progress("r2") == {"walks_open": 1, "parts_launched": 2, "parts_finished": 1}
+    assert engine.lost_parts("r2") == {"p:1": ["person:2", "person:3"]}
+    assert engine.finish_if_complete("r2") is None
+    assert engine.end_walk("r2", "people") == 0
+    assert not engine.complete("r2") and engine.finish_if_complete("r2") is None
+    engine.report("r2", "p:1")
+    assert engine.complete("r2")
+    assert engine.finish_if_complete("r2")["status"] == "finished"
+    assert job.built == 1  # never built for a run that was not complete
+
+
+def test_cancel_stops_a_running_run_and_a_run_with_nothing_in_flight_ends_cancelled(job):
+    engine = job.runs
+    engine.start("busy", "scan")
+    engine.launch("busy", {"p:0": None})
+    assert engine.cancel("busy") and engine.stopped("busy") == runs.CANCELLED
+    assert engine.summary("busy") is None  # its part is still out
+    assert not engine.cancel("busy")  # not running any more
+    engine.report("busy", "p:0")
+    assert engine.finish_if_complete("busy")["status"] == "cancelled"
+    engine.start("quiet", "scan")
+    assert engine.cancel("quiet")
+    assert engine.summary("quiet")["status"] == "cancelled"  # ended at once
+    engine.start("halted", "scan")
+    engine.halt("halted", "401")
+    assert not engine.cancel("halted") and engine.get("halted")["status"] == "halted"
+    assert not engine.cancel("unknown")
+
+
+def test_a_run_that_can_no_longer_finish_is_closed_incomplete_once(job):
+    engine = job.runs
+    engine.start("r3", "scan")
+    engine.launch("r3", {"p:0": None})
+    assert engine.close("r3")["status"] == "incomplete"
+    assert engine.close("r3") is None and engine.finish_if_complete("r3") is None
+
+
+def test_a_restart_reopens_the_run_keeping_the_parts_it_keeps(job):
+    engine = job.runs
+    engine.start("r4", "migration")
+    engine.launch("r4", {"0": 0, "1": 1})
+    engine.report("r4", "0")
+    engine.report("r4", "1")
+    engine.halt("r4", "401")
+    engine.finish_if_complete("r4")
+    engine.restart("r4", ["0"], attempt=2)
+    record = engine.get("r4")
+    assert (record["status"], record["attempt"], "error" in record) == ("running", 2, False)
+    assert engine.summary("r4") is None and engine.progress("r4")["parts_finished"] == 1
+    assert engine.idle(0) == ["r4"]  # open again
+
+
+def test_forget_deletes_an_ended_run_with_every_key_and_never_a_running_one(job,
+                                                                             redis_client):
+    engine = job.runs
+    for run_id in ("gone", "gone2"):  # "gone2": a run whose id starts like the other's
+        engine.start(run_id, "scan")
+        engine.open_walk(run_id, "people", {"cursor": "a"})
+        engine.launch(run_id, {"p:0": None})
+    assert not run_history.forget(engine, "gone")  # running
+    engine.halt("gone", "401")
+    assert not run_history.forget(engine, "gone")  # halted, its part still out
+    engine.report("gone", "p:0")
+    engine.end_walk("gone", "people")
+    engine.finish_if_complete("gone")
+    assert run_history.forget(engine, "gone")
+    assert not redis_client.exists(engine.key("gone"))
+    assert list(redis_client.scan_iter(engine.key("gone") + ":*")) == []
+    assert redis_client.exists(engine.key("gone2"), engine.key("gone2", "walk", "people")) == 2
+    assert [r["run_id"] for r in run_history.recent(10, job="enginetest")] == ["gone2"]
+    assert engine.get("gone2")["status"] == "running"
+    assert not run_history.forget(engine, "gone")  # unknown now
+
+
+def test_recover_relaunches_what_a_run_lost_and_finishes_one_missing_nothing(job):
+    engine = job.runs
+    engine.start("lost", "scan")
+    engine.open_walk("lost", "people", {"cursor": "a"})
+    engine.launch("lost", {"p:0": ["person:1"], "p:1": ["person:2"]})
+    engine.report("lost", "p:0")
+    assert recovery.recover(engine, "lost") == ["people", "p:1"]
+    assert job.relaunched == [("lost", ["people"], {"p:1": ["person:2"]})]
+    assert engine.get("lost")["parts_redone"] == 1
+    engine.start("orphan", "scan")  # its last reporter died before writing the summary
+    engine.launch("orphan", {"p:0": None})
+    engine.report("orphan", "p:0")
+    assert recovery.recover(engine, "orphan") == []
+    assert engine.summary("orphan")["status"] == "finished"
+
+
+def test_the_timer_relaunches_an_idle_run_only_while_the_broker_is_quiet(job,
+                                                                         redis_client):
+    engine = job.runs
+    engine.start("idle", "scan")
+    engine.launch("idle", {"p:0": None})
+    # Nothing happened to it for a minute: more than LOST_AFTER, less than STALE_AFTER.
+    redis_client.zadd(engine.open_index(), {"idle": time.time() - 60})
+    redis_client.hset("unacked", "test-held", "{}")  # a message a worker holds
+    try:
+        assert recovery.look_after() == [] and job.relaunched == []
+    finally:
+        redis_client.hdel("unacked", "test-held")
+    assert recovery.look_after() == ["enginetest:idle:p:0"]
+    assert job.relaunched == [("idle", [], {"p:0": None})]
+    assert engine.idle(recovery.LOST_AFTER) == []  # active again: not sent twice
 
 
 def test_status_words():
-    assert runs.status_of(None, 0) == "finished"
-    assert runs.status_of(None, 2) == "finished_with_errors"
-    assert runs.status_of("401", 0) == "halted"
+    assert runs.final_status({"status": "running"}, 0) == "finished"
+    assert runs.final_status({"status": "running"}, 2) == "finished_with_errors"
+    assert runs.final_status({"status": "halted"}, 2) == "halted"
+    assert runs.final_status({"status": "cancelled"}, 0) == "cancelled"
 
 
 def test_recent_lists_both_jobs_newest_first(redis_client):
-    runs.start("segment", "m1", "migration")
-    runs.start("gis", "s1", "scan")
-    runs.finish("gis", "s1", {"run_id": "s1", "status": "finished"})
-    latest = runs.recent(10)
+    from worker.gis_sync.run_state import GIS
+    from worker.segment_migration.state import SEGMENT
+
+    SEGMENT.start("m1", "migration")
+    GIS.start("s1", "scan")
+    store.client().set(GIS.key("s1", "summary"), '{"run_id": "s1", "status": "finished"}')
+    latest = run_history.recent(10)
     assert [(r["job"], r["run_id"], r["status"]) for r in latest] == [
         ("gis", "s1", "finished"), ("segment", "m1", "running")]
-    assert [r["run_id"] for r in runs.recent(10, job="segment")] == ["m1"]
+    assert [r["run_id"] for r in run_history.recent(10, job="segment")] == ["m1"]
 
 
 def test_cli_runs_lists_both_jobs(redis_url, redis_client):
-    runs.start("gis", "scan-1", "scan")
-    runs.finish("gis", "scan-1", {"run_id": "scan-1", "kind": "scan",
-                                  "status": "finished_with_errors"})
-    runs.start("segment", "mig-1", "migration")
+    from worker.gis_sync.run_state import GIS
+    from worker.segment_migration.state import SEGMENT
+
+    GIS.start("scan-1", "scan")
+    GIS.count("scan-1", {"people_failed": 1})
+    GIS.finish_if_complete("scan-1")
+    SEGMENT.start("mig-1", "migration")
     code, shown = syncfleet_json("runs", REDIS_URL=redis_url)
     assert code == 0
     listed = {(r["job"], r["run_id"], r["status"]) for r in shown}

@@ -16,8 +16,8 @@ from worker import store
 from worker.settings import get_settings
 
 sys.path.insert(0, str(ROOT / "scripts"))
-import redis_tls  # noqa: E402
-from redis_sentinel import SentinelSet  # noqa: E402
+import redis_tls
+from redis_sentinel import SentinelSet
 
 
 def redis_check(**env: str) -> tuple[int, dict]:

@@ -10,7 +10,7 @@ from tests.support.gis import scope, workspace
 from worker.clients.customerio import CustomerIo, event_item, identify_item
 from worker.clients.gis import GisClient, GisQueryError
 from worker.gis_sync import failed as failed_list
-from worker.gis_sync import run_state, state, sync
+from worker.gis_sync import planning, run_state, state, sync
 from worker.gis_sync.ladder import event_id
 from worker.settings import get_settings
 
@@ -52,7 +52,7 @@ def test_customerio_refusal_is_recorded_and_the_rest_syncs(sandbox_env):
     # One request per record: the sandbox answers 400 to the refused person's identify
     # and events. (The 207 per-item path is covered above.)
     sandbox_env.admin.customerio_refuse([REFUSED])
-    job = sync.Job(get_settings(), run_id="refusals", use_batch=False)
+    job = planning.Job(get_settings(), run_id="refusals", use_batch=False)
     run_state.start_run("refusals", "test", scope())
     people = [person("101"), person(REFUSED), person("102")]
     apps = [application("201", "101"), application("202", REFUSED)]
@@ -76,6 +76,33 @@ def test_customerio_refusal_is_recorded_and_the_rest_syncs(sandbox_env):
     assert state.sent(workspace(), [REFUSED])[REFUSED] is None
 
 
+def test_a_backfills_failures_are_listed_in_its_run_and_not_on_the_scans_failed_list(
+        sandbox_env):
+    # A backfill is a re-send asked for by hand: what it could not send is in its summary,
+    # and spends none of a record's attempts on the failed list (that would make it dead
+    # for the scans). A scan's failures go on the list.
+    from worker.gis_sync.planning import BACKFILL
+    from worker.gis_sync.run_state import GIS
+
+    sandbox_env.admin.customerio_refuse([REFUSED])
+    run_state.start_run("backfill-1", "backfill", scope(), mode=BACKFILL)
+    job = planning.Job(get_settings(), run_id="backfill-1", mode=BACKFILL)
+    counts = sync.sync_records([person("101"), person(REFUSED)], [], job)
+    assert counts["people_failed"] == 1 and counts["people_updated"] == 1
+    gave_up = sync.give_up([person("105")], [], "gave up after retries: 503", job)
+    assert gave_up["people_failed"] == 1
+    assert failed_list.sizes(workspace()) == {"failed": 0, "dead": 0}
+    summary = GIS.finish_if_complete("backfill-1")
+    assert summary["status"] == "finished_with_errors" and summary["people_failed"] == 2
+    assert {(e["id"], e["reason"].split(":")[0]) for e in summary["errors"]} == {
+        (REFUSED, "customer.io refused identify"), ("105", "gave up after retries")}
+
+    run_state.start_run("scan-1", "scan", scope())
+    sync.give_up([person("105")], [], "gave up after retries: 503",
+                 planning.Job(get_settings(), run_id="scan-1"))
+    assert set(failed_list.failing(workspace())) == {"person:105"}
+
+
 def test_graphql_errors_raise_a_clear_error(sandbox_env, monkeypatch):
     monkeypatch.setenv("GIS_PAGE_SIZE", "500")
     client = GisClient(get_settings())
@@ -85,17 +112,25 @@ def test_graphql_errors_raise_a_clear_error(sandbox_env, monkeypatch):
 
 
 def test_a_run_whose_chord_never_finished_gets_an_incomplete_summary(redis_client):
-    from worker.gis_sync import tasks
+    # The broker busy with other work (a queued message), so the recovery cannot tell a
+    # lost message from one still waiting: after STALE_AFTER the run is closed.
+    from worker import recovery, run_history
+    from worker.gis_sync.run_state import GIS
 
     run_state.start_run("lost-run", "scan", state.Scope(1340, "ws-test"))
-    run_state.count("lost-run", {"people_seen": 7})
-    assert run_state.stale_runs(60) == []
-    redis_client.zadd(run_state.open_runs_key(), {"lost-run": 1})  # idle long ago
-    tasks._close_stale_runs(get_settings())
-    summary = run_state.recent_runs(1)[0]
+    GIS.count("lost-run", {"people_seen": 7})
+    GIS.launch("lost-run", {"people:0": ["person:1"]})
+    assert GIS.idle(60) == []
+    redis_client.hset("unacked", "test-held", "{}")  # a message a worker holds
+    try:
+        redis_client.zadd(GIS.open_index(), {"lost-run": 1})  # idle long ago
+        assert recovery.look_after() == []
+    finally:
+        redis_client.hdel("unacked", "test-held")
+    summary = run_history.recent(1, job="gis")[0]
     assert (summary["run_id"], summary["status"], summary["people_seen"]) == (
         "lost-run", "incomplete", 7)
-    assert run_state.stale_runs(0) == []
+    assert GIS.idle(0) == []
 
 
 def test_a_429_from_the_token_endpoint_is_rate_limited_not_a_bad_credential(
@@ -108,7 +143,7 @@ def test_a_429_from_the_token_endpoint_is_rate_limited_not_a_bad_credential(
     from worker.http import RateLimited
 
     class Busy(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:  # http.server's naming
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             self.send_response(429)
             self.send_header("Retry-After", "7")
@@ -136,7 +171,7 @@ def test_a_batch_request_refused_as_a_whole_refuses_its_items(sandbox_env):
     # Before: the ClientError failed the sync task at once and its records were lost;
     # now each item is refused, as a per-record send would be, and kept for retry.
     sandbox_env.admin.faults("customerio", error_rate=1.0, error_statuses=[400])
-    job = sync.Job(get_settings(), run_id="refused-batch", use_batch=True)
+    job = planning.Job(get_settings(), run_id="refused-batch", use_batch=True)
     run_state.start_run("refused-batch", "test", scope())
     counts = sync.sync_records([person("301"), person("302")], [application("401", "301")],
                                job)

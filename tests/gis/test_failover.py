@@ -7,7 +7,7 @@ identified, every event once, none under two ids.
 Replication is asynchronous: what the master acknowledged just before it died may never
 have reached the replica (a held message, a chord's count, a part's report). The fleet
 heals as it does after a lost message: the broker's sweep redelivers what was held, and
-the GIS recovery (worker/gis_sync/recovery.py) reads again any part that never reported.
+the recovery of lost messages (worker/recovery.py) reads again any part that never reported.
 Only the sentinels' own timings are shortened (scripts/redis_sentinel.py); the fleet's
 settings are the shipped ones."""
 
@@ -19,7 +19,7 @@ import pytest
 
 from tests.support import wait_for
 from tests.support.gis import Truth, assert_cold_start_arrived
-from worker import runs
+from worker.gis_sync.run_state import GIS
 from worker.settings import get_settings
 
 # Writes the master acknowledges and the replica never sees (scripts/redis_sentinel.py
@@ -47,7 +47,7 @@ def test_a_cold_start_survives_the_masters_death_and_finishes_by_itself(
     admin.clear_faults("customerio")
     sentinel_redis.wait_promoted(old_master)
     promoted = time.monotonic() - killed_at
-    run = wait_for(lambda: other_fleet.revive() or runs.summary("gis", run_id),
+    run = wait_for(lambda: other_fleet.revive() or GIS.summary(run_id),
                    f"the summary of run {run_id}", FINISH_BOUND)
     finished = time.monotonic() - killed_at
 

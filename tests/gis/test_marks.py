@@ -8,6 +8,7 @@ from typing import Any
 
 from worker.clients.gis import Cursor, Listing
 from worker.gis_sync import run_state, state, walk
+from worker.gis_sync.run_state import GIS
 from worker.settings import Settings
 
 SCOPE = state.Scope(1340, "ws-test")
@@ -37,7 +38,7 @@ class Lists:
 def walk_all(run_id: str, settings: Settings) -> dict[str, list[str]]:
     handed: dict[str, list[str]] = {}
 
-    def launch(part: str, people: list[dict], applications: list[dict]) -> None:
+    def launch(_run: str, part: str, people: list[dict], applications: list[dict]) -> None:
         handed[part] = [str(r["id"]) for r in people + applications]
 
     for stream in walk.streams(settings):
@@ -55,7 +56,7 @@ def test_each_list_moves_its_own_mark_and_incoming_skips_the_lcs_own_people(redi
     assert handed == {"applications:0": ["1"], "incoming:0": ["2"]}
     assert state.marks(SCOPE) == {"applications": "2026-01-01T00:00:00Z",
                              "incoming": "2026-01-05T00:00:00Z"}
-    assert run_state.progress("r1")["walks_open"] == 0
+    assert GIS.progress("r1")["walks_open"] == 0
 
 
 def test_a_dry_run_or_backfill_walk_moves_no_mark(redis_client):

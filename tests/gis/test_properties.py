@@ -44,12 +44,12 @@ from sandbox.customerio import (
 )
 from tests.support import malformed as m
 from worker.clients.customerio import event_item, identify_item
-from worker.gis_sync import mapping, sync
+from worker.gis_sync import mapping, planning
 from worker.gis_sync.ladder import Malformed, events, load_ladder
 from worker.settings import Settings
 
 GIS_KINDS = (m.PERSON, m.APPLICATION)
-__doc__ = __doc__.format(catalogue=m.describe(GIS_KINDS))  # noqa: A001
+__doc__ = __doc__.format(catalogue=m.describe(GIS_KINDS))
 
 IDENTIFY_BODY = body_validator(*IDENTIFY)
 TRACK_BODY = body_validator(*TRACK)
@@ -217,8 +217,8 @@ def _person_reason(person: Any) -> str | None:
 @given(batch=batches())
 def test_plan_sends_valid_requests_only_and_names_every_failure_and_drop_once(
         redis_client, batch):
-    job = sync.Job(Settings(), mode=sync.BACKFILL)  # no step known, no window: all history
-    work = sync.plan(batch["people"], batch["applications"], job)
+    job = planning.Job(Settings(), mode=planning.BACKFILL)  # no step known, no window: all history
+    work = planning.plan(batch["people"], batch["applications"], job)
 
     failures = {(f["kind"], f["id"]) for f in work.failures}
     warnings = {(w["kind"], w["id"], w["field"]) for w in work.warnings}
@@ -424,7 +424,7 @@ def test_finding_an_unmapped_application_of_an_unusable_person_is_rejected(redis
     retries it). When that changes, this test says so."""
     person = {**sample_person(1, minutes=5), "id": "   "}
     app = {**sample_application(2, person, "applied", minutes=5), "status": "on_hold_legacy"}
-    work = sync.plan([], [app], sync.Job(Settings(), mode=sync.BACKFILL))
+    work = planning.plan([], [app], planning.Job(Settings(), mode=planning.BACKFILL))
     assert work.failures == [{"kind": "application", "id": "2",
                               "reason": "person    : no id"}]
     assert work.counts.get("moves_unmapped", 0) == 0

@@ -25,7 +25,7 @@ from tests.support.processes import Process
 from worker.settings import get_settings
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from redis_server import free_port, start  # noqa: E402
+from redis_server import free_port, start
 
 MARGIN = 300
 

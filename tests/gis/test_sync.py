@@ -21,6 +21,7 @@ from tests.support.gis import (
     workspace,
 )
 from tests.support.logs import assert_every_line_parses
+from worker import run_history, store
 from worker.gis_sync import failed, run_state, state
 
 MARGIN = 300  # seconds around the cold-start window edge that may fall either way
@@ -240,10 +241,10 @@ def test_gis_401_stops_the_scan_with_the_credential_named_and_no_retries(
         assert "GIS_ACCESS_TOKEN" in str(exc)
     # FAILURE is final: a retry would have left it RETRY with a message waiting.
     assert result.state == "FAILURE"
-    assert state.r().llen("gis") == 0
+    assert store.client().llen("gis") == 0
     assert len(gis_world.admin.requests(api="gis")) == 1
     assert gis_world.admin.requests(api="customerio") == []
-    halted = run_state.recent_runs(1)[0]
+    halted = run_history.recent(1, job="gis")[0]
     assert halted["status"] == "halted" and "GIS_ACCESS_TOKEN" in halted["error"]
 
 
@@ -303,6 +304,6 @@ def test_dry_run_sends_nothing_and_writes_no_state(
     assert gis_world.admin.requests(api="customerio") == []
     assert not state.has_baseline(scope()) and not state.marks(scope())
     ws = workspace()
-    assert not state.r().exists(state.ws_key(ws, "sent"), state.ws_key(ws, "steps"))
+    assert not store.client().exists(state.ws_key(ws, "sent"), state.ws_key(ws, "steps"))
     # Only that the scans go on is remembered: a dry-run fleet can be healthy too.
     assert state.last_success(scope()) is not None

@@ -12,7 +12,8 @@ import pytest
 
 from tests.support import wait_for
 from tests.support.gis import Truth, assert_clean, received
-from worker import runs, store
+from worker import store
+from worker.gis_sync.run_state import GIS
 from worker.ratelimit import Budget, per_minute
 
 
@@ -23,7 +24,7 @@ def test_a_gis_cold_start_runs_over_tls_with_a_client_certificate(
     truth = Truth(admin)
     worker = other_fleet.worker("tls-1")  # answers ping: the broker over TLS
     run_id = other_fleet.send_task("gis.scan").id
-    run = wait_for(lambda: runs.summary("gis", run_id), f"the summary of run {run_id}", 120,
+    run = wait_for(lambda: GIS.summary(run_id), f"the summary of run {run_id}", 120,
                    alive=[worker])
 
     assert run["status"] == "finished_with_errors"  # unusable applications only

@@ -17,15 +17,12 @@ from tests.support.segment import (
     PROFILES,
     assert_every_customer_once,
     start_run,
+    start_slow_run,
     wait_summary,
 )
 from worker.segment_migration import state
 
 RECOVERY_BOUND = 90  # the goal is 60 s; the margin is for a busy machine
-# The run's shape, not the fleet's reliability settings (those stay as shipped): small
-# slices and chords, so the kill lands with several slices done and several to do.
-RUN_ENV = {"SEGMENT_SLICE_SIZE": "10", "SEGMENT_SLICES_PER_CHORD": "3",
-           "SEGMENT_FETCH_CONCURRENCY": "2"}
 
 
 @pytest.mark.slow
@@ -34,14 +31,11 @@ def test_sigkill_mid_run_then_a_new_worker_finishes_every_customer_exactly_once(
     """A whole worker (main process and children) SIGKILLed mid-migration, with the
     shipped settings and pool: another worker redoes what it held within the bound;
     nothing shortened, no sweep forced."""
-    admin = seg_env.admin
-    for name, value in RUN_ENV.items():
-        monkeypatch.setenv(name, value)
-    admin.faults("segment", latency_ms=30)
-    first = worker_process(name="seg-crash-1")
-    run_id = start_run(fleet_app)
-    wait_for(lambda: len(state.finished_slices(run_id)) >= 2, "two slices", 60,
-             alive=[first])
+    admin = seg_env.admin  # small slices: the kill lands with several done, several to do
+    run_id, first = start_slow_run(seg_env, fleet_app, worker_process, monkeypatch,
+                                   "seg-crash-1", latency_ms=30)
+    wait_for(lambda: (state.progress(run_id) or {}).get("slices_finished", 0) >= 2,
+             "two slices", 60, alive=[first])
     first.kill()
     killed_at = time.monotonic()
     progress = state.progress(run_id)
@@ -82,6 +76,10 @@ def test_cli_migrate_follow_shows_progress_that_moves_then_the_summary_table(seg
     confirmed = [int(n) for n in re.findall(r"customers confirmed (\d+)/", out)]
     assert fetched == sorted(fetched) and fetched[-1] == PROFILES
     assert {n for n in fetched if n % 40} and len(set(confirmed)) >= 2
+    # Both bars end at their total, skipped profiles (no identifier) counted as handled.
+    assert confirmed == sorted(confirmed)
+    assert re.findall(r"^profiles fetched .*$", out, re.M)[-1] == \
+        f"profiles fetched {PROFILES}/{PROFILES}  customers confirmed {PROFILES}/{PROFILES}"
     world = seg_env.admin.world_profiles()
     identified = [p for p in world if user_id(p)]
     assert "Segment -> Voucherify run" in out

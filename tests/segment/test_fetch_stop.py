@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
-from worker.segment_migration.slice import fetch_and_map
+from worker.segment_migration.slices import fetch_and_map
 from worker.settings import Settings
 
 PROFILES = 200

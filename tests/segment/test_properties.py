@@ -33,7 +33,7 @@ from tests.support import malformed as m
 from tests.support.segment import no_nulls
 from worker.segment_migration import mapping
 
-__doc__ = __doc__.format(catalogue=m.describe((m.PROFILE,)))  # noqa: A001
+__doc__ = __doc__.format(catalogue=m.describe((m.PROFILE,)))
 
 EXAMPLES = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -1,13 +1,11 @@
-"""The run summary and the run's completeness rule: pure functions over stored records."""
+"""The run summary and a slice's record: pure functions over stored records."""
 
 from __future__ import annotations
 
-from worker.segment_migration.state import is_complete
 from worker.segment_migration.summary import build_summary
 
 RUN = {"run_id": "r1", "status": "running", "error": None, "dry_run": False, "attempt": 1,
-       "started_at": "2026-11-23T06:00:00Z", "started_ts": 0.0, "slices": 2,
-       "launched": 2, "walk_done": True}
+       "started_at": "2026-11-23T06:00:00Z", "started_ts": 0.0}
 
 
 def test_summary_aggregates_slice_records():
@@ -21,7 +19,7 @@ def test_summary_aggregates_slice_records():
             "upserted": 0, "skipped": [], "warnings": [],
             "failed": [{"segment_id": "s4", "reason": "gave up"}]},
     }
-    summary = build_summary(RUN, results, {"segment": 9, "voucherify": 3})
+    summary = build_summary(RUN, results, {"segment": 9, "voucherify": 3}, 2)
     assert summary["status"] == "finished_with_errors"
     assert (summary["profiles_seen"], summary["customers_sent"],
             summary["customers_upserted"]) == (4, 2, 1)
@@ -35,37 +33,37 @@ def test_summary_aggregates_slice_records():
 
 def test_a_halted_run_says_so():
     summary = build_summary({**RUN, "status": "halted", "error": "401 check X"}, {},
-                            {"segment": 1, "voucherify": 0})
+                            {"segment": 1, "voucherify": 0}, 2)
     assert summary["status"] == "halted" and summary["error"] == "401 check X"
+
+
+def test_a_cancelled_run_says_so_and_a_closed_one_is_incomplete():
+    calls = {"segment": 1, "voucherify": 0}
+    assert build_summary({**RUN, "status": "cancelled"}, {}, calls, 2)["status"] == \
+        "cancelled"
+    assert build_summary(RUN, {}, calls, 2, status="incomplete")["status"] == "incomplete"
 
 
 def test_a_clean_run_is_finished():
     results = {0: {"slice": 0, "ok": True, "profiles": 1, "sent": 1, "upserted": 1,
                    "skipped": [], "failed": [], "warnings": []}}
-    summary = build_summary({**RUN, "slices": 1}, results, {"segment": 1, "voucherify": 2})
+    summary = build_summary(RUN, results, {"segment": 1, "voucherify": 2}, 1)
     assert summary["status"] == "finished" and summary["finished_at"].endswith("Z")
-
-
-def test_complete_when_every_planned_slice_has_an_outcome():
-    assert is_complete(RUN, {0, 1})
-    assert not is_complete(RUN, {0})
-    assert not is_complete({**RUN, "walk_done": False}, {0, 1})  # more slices may come
-    # A halted run waits only for the slices it started.
-    assert is_complete({**RUN, "status": "halted", "walk_done": False, "launched": 1}, {0})
+    assert summary["slices"] == {"total": 1, "done": 1, "failed": []}
 
 
 def test_per_customer_errors_keep_the_vendors_source_id_only():
     from worker.clients.voucherify import AsyncOutcome
-    from worker.segment_migration.slice import _apply_outcome
+    from worker.segment_migration.slices import SliceRecord, _apply_outcome
 
     chunk = [{"segment_id": "use_a", "customer": {"source_id": "u-1"}},
              {"segment_id": "use_b", "customer": {"source_id": "u-2"}}]
     outcome = AsyncOutcome(id="aa_1", status="DONE", done_count=0, failed_count=2, errors=[
         {"source_id": "u-1", "key": "invalid_customer", "message": "Invalid email"},
         {"code": 400, "key": "invalid_customer", "message": "no source id given"}])
-    record: dict = {"upserted": 0, "failed": []}
+    record = SliceRecord(0, 2)
     _apply_outcome(record, chunk, outcome)
-    assert record["failed"] == [
+    assert record.ok and record.upserted == 0 and record.failed == [
         {"segment_id": "use_a", "source_id": "u-1",
          "reason": "invalid_customer: Invalid email"},
         # Never an HTTP code posing as a customer's source id.

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from tests.support import wait_for
-from worker import runs
 from worker.gis_sync import state
+from worker.gis_sync.run_state import GIS
 from worker.settings import get_settings
 
 LC = "1340"
@@ -131,7 +131,7 @@ def flat(events: dict[str, list[tuple[str, str, int]]]) -> set[tuple[str, str, i
 def wait_run(run_id: str, timeout: float = 60, alive: tuple = ()) -> dict[str, Any]:
     """The run's summary, once written (`alive`: processes whose death, or log on a
     timeout, explains a missing one)."""
-    return wait_for(lambda: runs.summary("gis", run_id), f"the summary of run {run_id}",
+    return wait_for(lambda: GIS.summary(run_id), f"the summary of run {run_id}",
                     timeout, alive=alive)
 
 

@@ -87,7 +87,7 @@ def _drop(record: Record, key: str) -> Record:
     return out
 
 
-def V(kind: str, touches: str, apply: Callable[[Record], tuple[Record, Effect]],  # noqa: N802
+def V(kind: str, touches: str, apply: Callable[[Record], tuple[Record, Effect]],
       e2e: bool = True) -> Variant:
     return Variant(kind, frozenset(touches.split()), apply, e2e)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from tests.support import wait_for
 from worker.segment_migration import state
-from worker.segment_migration.tasks import new_run_id
+from worker.segment_migration.start import new_run_id
 
 PROFILES = 120  # small world: every test stays a few seconds
 
@@ -16,6 +16,22 @@ def start_run(app, run_id: str | None = None, **kwargs: Any) -> str:
     run_id = run_id or new_run_id()
     app.send_task("segment.migrate", kwargs={"run_id": run_id, **kwargs})
     return run_id
+
+
+# Small slices (12 in the small world), each fetching two profiles at once: a run long
+# enough to do things to while it works. The fleet's reliability settings stay as shipped.
+SMALL_SLICES = {"SEGMENT_SLICE_SIZE": "10", "SEGMENT_FETCH_CONCURRENCY": "2"}
+
+
+def start_slow_run(seg_env, app, worker_process, monkeypatch, name: str,
+                   latency_ms: int) -> tuple[str, Any]:
+    """A run of SMALL_SLICES on a worker process of its own (`name`), Segment answering
+    `latency_ms` late; returns the run id and the worker."""
+    for setting, value in SMALL_SLICES.items():
+        monkeypatch.setenv(setting, value)
+    seg_env.admin.faults("segment", latency_ms=latency_ms)
+    worker = worker_process(name=name)
+    return start_run(app), worker
 
 
 def run_migration(app, timeout: float = 60, **kwargs: Any) -> dict[str, Any]:

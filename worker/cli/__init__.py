@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into a line
+    except Exception as exc:  # the one place that turns errors into a line
         error = failures.describe(exc)
         show_error(error, as_json="--json" in argv)
         return error.exit_code

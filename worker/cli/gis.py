@@ -7,7 +7,7 @@ from typing import Any
 
 from worker.cli import display, sending
 from worker.cli.display import EXIT_OK, Parser, emit_json, fail_line
-from worker.cli.jobs import positive, print_runs
+from worker.cli.shared import positive, print_runs
 
 FOLLOW_BARS = ("records synced",)
 
@@ -52,9 +52,9 @@ def iso_date(text: str) -> str:
 
 
 def show_runs(args: argparse.Namespace) -> int:
-    from worker.gis_sync import run_state
+    from worker import run_history
 
-    return print_runs(run_state.recent_runs(args.n), args.json, "no GIS runs yet")
+    return print_runs(run_history.recent(args.n, job="gis"), args.json, "no GIS runs yet")
 
 
 def show_failed(args: argparse.Namespace) -> int:
@@ -93,7 +93,7 @@ def show_failed(args: argparse.Namespace) -> int:
 
 
 def _when(ts: float) -> str:
-    from worker.runs import iso
+    from worker.formats import iso
 
     return iso(ts)
 
@@ -145,14 +145,13 @@ def confirm(question: str) -> None:
 
 
 def _progress(run_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    from worker import runs
-    from worker.gis_sync import run_state
+    from worker.gis_sync.run_state import GIS
 
-    record = runs.get(run_state.JOB, run_id) or {}
+    record = GIS.get(run_id) or {}
     done = record.get("people_seen", 0) + record.get("applications_seen", 0)
-    walking = run_state.progress(run_id)["walks_open"] > 0
+    walking = GIS.progress(run_id)["walks_open"] > 0
     total = None if walking else record.get("records_launched", 0)
-    return {FOLLOW_BARS[0]: (done, total)}, runs.summary(run_state.JOB, run_id)
+    return {FOLLOW_BARS[0]: (done, total)}, GIS.summary(run_id)
 
 
 def print_summary(out: Any, summary: dict[str, Any], limit: int = 20) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from worker import runs
+from worker import run_history
 from worker.cli import display, sending
 from worker.cli.display import EXIT_OK, emit_json, fail_line
+from worker.cli.shared import positive, print_runs
 
 FOLLOW_BARS = ("profiles fetched", "customers confirmed")
 
@@ -28,16 +29,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     listing.set_defaults(run=list_runs)
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def migrate(args: argparse.Namespace) -> int:
     from worker.segment_migration import state
-    from worker.segment_migration.tasks import new_run_id
+    from worker.segment_migration.start import new_run_id
 
     deadline = sending.Deadline(args.timeout)
     run_id = args.run_id or new_run_id()
@@ -62,8 +56,11 @@ def migrate(args: argparse.Namespace) -> int:
         live = progress["live"]
         listed = live["profiles_listed"] if progress["walk_done"] else None
         summary = state.get_summary(run_id) if progress["summary_ready"] else None
+        # Ended, the confirmed bar shows where every profile stands (the live figure
+        # misses customers a whole bulk or slice failed for).
+        done = confirmed(summary) if summary else live["customers_confirmed"]
         return {FOLLOW_BARS[0]: (live["profiles_fetched"], listed),
-                FOLLOW_BARS[1]: (live["customers_confirmed"], listed)}, summary
+                FOLLOW_BARS[1]: (done, listed)}, summary
 
     summary = display.follow(out, read, FOLLOW_BARS, deadline.follow_wait())
     if summary is None:
@@ -74,6 +71,12 @@ def migrate(args: argparse.Namespace) -> int:
     else:
         print_summary(out, summary)
     return display.exit_code(summary)
+
+
+def confirmed(summary: dict[str, Any]) -> int:
+    """Profiles whose outcome is known: upserted, failed (by Voucherify, or gone from
+    Segment) or skipped (no identifier); only those sent and never confirmed are not."""
+    return summary["customers_upserted"] + len(summary["failed"]) + len(summary["skipped"])
 
 
 def print_summary(out: Any, summary: dict[str, Any], limit: int = 20) -> None:
@@ -142,15 +145,4 @@ def show_status(args: argparse.Namespace) -> int:
 
 
 def list_runs(args: argparse.Namespace) -> int:
-    return print_runs(runs.recent(args.n), args.json, "no runs yet")
-
-
-def print_runs(latest: list[dict[str, Any]], as_json: bool, none_yet: str) -> int:
-    """A list of runs (either job's) as JSON or a table."""
-    if as_json:
-        emit_json(latest)
-    elif latest:
-        display.runs_table(latest)
-    else:
-        print(none_yet)
-    return EXIT_OK
+    return print_runs(run_history.recent(args.n), args.json, "no runs yet")

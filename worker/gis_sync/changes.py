@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
+from worker.formats import iso
 from worker.gis_sync.ladder import to_unix
 from worker.gis_sync.mapping import person_of
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def lower_bound(mark: str | None, overlap: int) -> str | None:

@@ -23,9 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from worker import store
+from worker.settings import Settings
 
 KEEP = 10_000  # most failed records remembered: a runaway GIS must not fill Redis
 DEAD_TTL = 30 * 86400
@@ -39,8 +38,11 @@ class Policy:
     max_age: float
 
 
-def _r() -> redis.Redis:
-    return store.client()
+def policy(settings: Settings) -> Policy:
+    return Policy(interval=settings.gis_scan_interval,
+                  max_attempts=settings.gis_failed_max_attempts,
+                  max_age=settings.gis_failed_max_age)
+
 
 
 def _failed(ws: str) -> str:
@@ -65,7 +67,7 @@ def record(ws: str, failures: Iterable[dict[str, Any]], policy: Policy) -> None:
     items = {name(f["kind"], f["id"]): f["reason"] for f in failures}
     if not items:
         return
-    known = dict(zip(items, _r().hmget(_failed(ws), list(items)), strict=True))
+    known = dict(zip(items, store.client().hmget(_failed(ws), list(items)), strict=True))
     failed, due, dead = {}, {}, {}
     for key, reason in items.items():
         before = json.loads(known[key]) if known[key] else {}
@@ -83,7 +85,7 @@ def record(ws: str, failures: Iterable[dict[str, Any]], policy: Policy) -> None:
 
 def _write(ws: str, failed: dict[str, dict], due: dict[str, float], dead: dict[str, dict],
            now: float) -> None:
-    with _r().pipeline(transaction=True) as pipe:
+    with store.client().pipeline(transaction=True) as pipe:
         if failed:
             pipe.hset(_failed(ws), mapping={k: json.dumps(v) for k, v in failed.items()})
             pipe.zadd(_due(ws), due)
@@ -97,7 +99,7 @@ def _write(ws: str, failed: dict[str, dict], due: dict[str, float], dead: dict[s
 
 def _trim(ws: str, now: float) -> None:
     """Keep the lists bounded: the oldest failures beyond KEEP, dead ones past DEAD_TTL."""
-    r = _r()
+    r = store.client()
     over = r.zcard(_due(ws)) - KEEP
     if over > 0:
         latest = r.zrange(_due(ws), -over, -1)  # the latest due: retried last anyway
@@ -117,7 +119,7 @@ def clear(ws: str, kind: str, ids: Iterable[str]) -> None:
 
 
 def _forget(ws: str, names: list[str]) -> bool:
-    with _r().pipeline(transaction=False) as pipe:
+    with store.client().pipeline(transaction=False) as pipe:
         pipe.hdel(_failed(ws), *names)
         pipe.zrem(_due(ws), *names)
         pipe.hdel(_dead(ws), *names)
@@ -126,20 +128,24 @@ def _forget(ws: str, names: list[str]) -> bool:
 
 def due(ws: str, limit: int, now: float | None = None) -> list[tuple[str, str]]:
     """Up to `limit` (kind, id) whose retry is due, the longest waiting first."""
-    names = _r().zrangebyscore(_due(ws), 0, now or time.time(), start=0, num=limit)
+    names = store.client().zrangebyscore(_due(ws), 0, now or time.time(), start=0, num=limit)
     return [tuple(n.split(":", 1)) for n in names]  # type: ignore[misc]
 
 
 def failing(ws: str) -> dict[str, dict[str, Any]]:
-    return {k: json.loads(v) for k, v in _r().hgetall(_failed(ws)).items()}
+    return {k: json.loads(v) for k, v in store.client().hgetall(_failed(ws)).items()}
 
 
 def dead(ws: str) -> dict[str, dict[str, Any]]:
-    return {k: json.loads(v) for k, v in _r().hgetall(_dead(ws)).items()}
+    return {k: json.loads(v) for k, v in store.client().hgetall(_dead(ws)).items()}
 
 
 def sizes(ws: str) -> dict[str, int]:
-    return {"failed": int(_r().hlen(_failed(ws))), "dead": int(_r().hlen(_dead(ws)))}
+    with store.client().pipeline(transaction=False) as pipe:
+        pipe.hlen(_failed(ws))
+        pipe.hlen(_dead(ws))
+        failing, dead = pipe.execute()
+    return {"failed": int(failing), "dead": int(dead)}
 
 
 def drop(ws: str, key: str) -> bool:
@@ -151,5 +157,5 @@ def drop(ws: str, key: str) -> bool:
 def drop_all(ws: str) -> int:
     """Forget every failed and dead record; returns how many."""
     count = sum(sizes(ws).values())
-    _r().delete(_failed(ws), _due(ws), _dead(ws))
+    store.client().delete(_failed(ws), _due(ws), _dead(ws))
     return count

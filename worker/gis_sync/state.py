@@ -36,8 +36,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from worker import store
 from worker.gis_sync.mapping import FIELDS
 from worker.settings import Settings
@@ -68,23 +66,20 @@ def ws_key(ws: str, *parts: object) -> str:
     return store.key("gis", "ws", ws, *parts)
 
 
-def r() -> redis.Redis:
-    return store.client()
-
 
 # -- marks, baseline, last success: per (LC, workspace) ------------------------------------
 def marks(scope: Scope) -> dict[str, str]:
-    return r().hgetall(scope.key("mark"))
+    return store.client().hgetall(scope.key("mark"))
 
 
 def set_marks(scope: Scope, values: dict[str, str]) -> None:
     if values:
-        r().hset(scope.key("mark"), mapping=values)
+        store.client().hset(scope.key("mark"), mapping=values)
 
 
 def restore_marks(scope: Scope, values: dict[str, str]) -> None:
     """Put the marks back as they were (a halted run's)."""
-    with r().pipeline(transaction=True) as pipe:
+    with store.client().pipeline(transaction=True) as pipe:
         pipe.delete(scope.key("mark"))
         if values:
             pipe.hset(scope.key("mark"), mapping=values)
@@ -92,29 +87,29 @@ def restore_marks(scope: Scope, values: dict[str, str]) -> None:
 
 
 def has_baseline(scope: Scope) -> bool:
-    return bool(r().exists(scope.key("baseline")))
+    return bool(store.client().exists(scope.key("baseline")))
 
 
 def set_baseline(scope: Scope, run_id: str) -> None:
-    r().set(scope.key("baseline"), json.dumps({"run": run_id, "at": int(time.time())}))
+    store.client().set(scope.key("baseline"), json.dumps({"run": run_id, "at": int(time.time())}))
 
 
 def set_last_success(scope: Scope) -> None:
-    r().set(scope.key("last_success"), time.time())
+    store.client().set(scope.key("last_success"), time.time())
 
 
 def last_success(scope: Scope) -> float | None:
-    raw = r().get(scope.key("last_success"))
+    raw = store.client().get(scope.key("last_success"))
     return float(raw) if raw else None
 
 
 def first_seen(scope: Scope) -> float:
     """When the fleet first started with this pair (recorded now if nobody has yet; read
     first, so that a full Redis, which refuses writes, still answers)."""
-    raw = r().get(scope.key("first_seen"))
+    raw = store.client().get(scope.key("first_seen"))
     if raw is None:
-        r().set(scope.key("first_seen"), time.time(), nx=True)
-        raw = r().get(scope.key("first_seen"))
+        store.client().set(scope.key("first_seen"), time.time(), nx=True)
+        raw = store.client().get(scope.key("first_seen"))
     return float(raw or time.time())
 
 
@@ -162,13 +157,14 @@ def sent(ws: str, person_ids: Iterable[str]) -> dict[str, dict[str, str] | None]
     ids = list(person_ids)
     if not ids:
         return {}
-    raws = r().hmget(ws_key(ws, "sent"), ids)
+    raws = store.client().hmget(ws_key(ws, "sent"), ids)
     return {pid: decode(raw) for pid, raw in zip(ids, raws, strict=True)}
 
 
 def save_sent(ws: str, values: dict[str, dict[str, str]]) -> None:
     if values:
-        r().hset(ws_key(ws, "sent"), mapping={pid: encode(d) for pid, d in values.items()})
+        store.client().hset(ws_key(ws, "sent"),
+                            mapping={pid: encode(d) for pid, d in values.items()})
 
 
 # -- applications: the last step customer.io accepted, per workspace -----------------------
@@ -176,11 +172,12 @@ def steps(ws: str, application_ids: Iterable[str]) -> dict[str, int | None]:
     ids = list(application_ids)
     if not ids:
         return {}
-    raws = r().hmget(ws_key(ws, "steps"), ids)
+    raws = store.client().hmget(ws_key(ws, "steps"), ids)
     return {aid: (int(raw) if raw is not None else None)
             for aid, raw in zip(ids, raws, strict=True)}
 
 
 def save_steps(ws: str, values: dict[str, int]) -> None:
     if values:
-        r().hset(ws_key(ws, "steps"), mapping={aid: str(step) for aid, step in values.items()})
+        store.client().hset(ws_key(ws, "steps"),
+                            mapping={aid: str(step) for aid, step in values.items()})

@@ -8,7 +8,7 @@
     retries        a scan's fourth walk: the failed records due for a retry, read again
                    from GIS one by one (`failed.py`)
     redo:{part}    the records of a part whose message was lost, read again the same way
-                   (`recovery.py`)
+                   (the run engine's recovery, `worker/runs.py`)
 
 A walk step (`step`) reads pages from the stream's checkpoint until its deadline:
 each page's records are handed to the broker at once (`launch`), then the checkpoint
@@ -25,17 +25,17 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.clients.gis import APPLICATIONS, PEOPLE, Cursor, GisClient, Listing
-from worker.gis_sync import failed
-from worker.gis_sync import run_state as state
+from worker.formats import Record
+from worker.gis_sync import failed, run_state
 from worker.gis_sync.changes import newest
+from worker.gis_sync.run_state import GIS
 from worker.http import AuthError
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Record = dict[str, Any]
-# launch(part id, people, applications): hand one page's records to the broker.
-Launch = Callable[[str, list[Record], list[Record]], None]
+# launch(run id, part id, people, applications): hand one page's records to the broker.
+Launch = Callable[[str, str, list[Record], list[Record]], None]
 
 STREAMS: dict[str, tuple[Listing, str]] = {
     "people": (PEOPLE, "home_committee"),
@@ -54,11 +54,11 @@ def step(run_id: str, stream: str, gis: GisClient, settings: Settings, launch: L
     None when the deadline came first, else the number of walks still open once this
     one ended. A 401 halts the run (the walk ends); retryable failures raise (the task
     retries from the checkpoint)."""
-    walk = state.walk(run_id, stream)
-    if walk is None or walk.get("done"):
-        return None if walk is None else state.end_walk(run_id, stream, None)
-    run = state.record(run_id)
-    if state.by_names(stream):
+    walk = GIS.walk(run_id, stream)
+    if walk is None or not GIS.is_walking(run_id, stream):
+        return None if walk is None else run_state.end_walk(run_id, stream, None)
+    run = GIS.get(run_id) or {}
+    if run_state.by_names(stream):
         return _names_step(run_id, stream, run["workspace"], walk, gis, launch, deadline)
     # "people" walks the run's LC; "people@1341" another LC of a multi-LC backfill.
     name, _, other_lc = stream.partition("@")
@@ -67,23 +67,23 @@ def step(run_id: str, stream: str, gis: GisClient, settings: Settings, launch: L
     cursor: Cursor | None = Cursor.from_json(walk["cursor"])
     newest_seen = walk.get("newest")
     try:
-        while cursor is not None and not state.halted(run_id):  # a 401: read no more
+        while cursor is not None and not GIS.stopped(run_id):  # a 401, a cancel
             if walk.get("holds_lock"):
-                state.keep_scan_lock(run_id, settings.gis_scan_lock_timeout)
+                run_state.keep_scan_lock(run_id, settings.gis_scan_lock_timeout)
             rows, cursor = gis.page(listing, {filter_name: lc}, cursor)
-            _hand_over(stream, walk, rows, settings.gis_lcs, launch)
+            _hand_over(run_id, stream, walk, rows, settings.gis_lcs, launch)
             newest_seen = newest(rows, newest_seen)
             if cursor is None:
                 break
-            walk = state.save_walk(run_id, stream, cursor, newest_seen)
+            walk = run_state.save_walk(run_id, stream, cursor, newest_seen)
             if time.monotonic() > deadline:
                 return None
     except AuthError as exc:
-        state.halt(run_id, str(exc))
+        GIS.halt(run_id, str(exc))
         log.error("gis walk run=%s stream=%s halted: %s", run_id, stream, exc)
     finally:
-        state.count(run_id, {"gis_calls": gis.calls})
-    return state.end_walk(run_id, stream, newest_seen)
+        GIS.count(run_id, {"gis_calls": gis.calls})
+    return run_state.end_walk(run_id, stream, newest_seen)
 
 
 RETRY_CHUNK = 25  # failed records read again from GIS (one call each) per part
@@ -96,19 +96,19 @@ def _names_step(run_id: str, stream: str, ws: str, walk: dict[str, Any], gis: Gi
     longer has is dropped."""
     names, offset = walk["names"], walk["offset"]
     try:
-        while offset < len(names) and not state.halted(run_id):
+        while offset < len(names) and not GIS.stopped(run_id):
             chunk = [n.split(":", 1) for n in names[offset:offset + RETRY_CHUNK]]
             people, applications = _read_again(gis, ws, chunk)
-            launch(f"{stream}:{offset}", people, applications)
+            launch(run_id, f"{stream}:{offset}", people, applications)
             offset += len(chunk)
-            state.save_names_offset(run_id, stream, offset)
+            run_state.save_names_offset(run_id, stream, offset)
             if offset < len(names) and time.monotonic() > deadline:
                 return None
     except AuthError as exc:
-        state.halt(run_id, str(exc))
+        GIS.halt(run_id, str(exc))
     finally:
-        state.count(run_id, {"gis_calls": gis.calls})
-    return state.end_walk(run_id, stream, None)
+        GIS.count(run_id, {"gis_calls": gis.calls})
+    return run_state.end_walk(run_id, stream, None)
 
 
 def _read_again(gis: GisClient, ws: str, chunk: list[list[str]]
@@ -124,7 +124,7 @@ def _read_again(gis: GisClient, ws: str, chunk: list[list[str]]
     return people, applications
 
 
-def _hand_over(stream: str, walk: dict[str, Any], rows: list[Record], lcs: list[int],
+def _hand_over(run_id: str, stream: str, walk: Record, rows: list[Record], lcs: list[int],
                launch: Launch) -> None:
     if stream.startswith("incoming"):  # the applications of people of a synced LC come
         own = {str(lc) for lc in lcs}  # through that LC's `applications` walk
@@ -133,9 +133,9 @@ def _hand_over(stream: str, walk: dict[str, Any], rows: list[Record], lcs: list[
         return
     part = f"{stream}:{walk.get('pages', 0)}"
     if stream.startswith("people"):
-        launch(part, rows, [])
+        launch(run_id, part, rows, [])
     else:
-        launch(part, [], rows)
+        launch(run_id, part, [], rows)
 
 
 def _home_lc(application: Record) -> str | None:

@@ -1,0 +1,62 @@
+"""A GIS run cancelled on the engine (`GIS.cancel`, what `syncfleet` will call): its walks
+read no more pages, its sync tasks not yet started send nothing, what runs finishes, and
+the run ends `cancelled`; a scan puts its marks back. The shipped worker, the sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import wait_for
+from tests.support.gis import Truth, assert_clean, scan, scope, wait_run, workspace
+from worker.gis_sync import failed, state
+from worker.gis_sync.run_state import GIS
+
+PAGE = 10  # people per GIS page: the people walk takes 8 pages
+
+
+def cancel_mid_walk(fleet, admin, task: str) -> dict:
+    """Start `task` with slow GIS pages, cancel it once its first part is handed over;
+    returns its summary."""
+    admin.faults("gis", latency_ms=300)
+    run_id = fleet.send_task(task, kwargs={}).get(timeout=60)["run_id"]
+    wait_for(lambda: GIS.progress(run_id)["parts_launched"] >= 1, "a part handed over", 60)
+    assert GIS.cancel(run_id)
+    assert not GIS.cancel(run_id)  # cancelled already
+    run = wait_run(run_id, timeout=60)
+    admin.clear_faults("gis")
+    return run
+
+
+@pytest.fixture
+def paged(gis_world, monkeypatch):
+    monkeypatch.setenv("GIS_PAGE_SIZE", str(PAGE))
+    return gis_world
+
+
+def test_a_cancelled_scan_reads_no_more_and_puts_its_marks_back(fleet, paged):
+    admin = paged.admin
+    truth = Truth(admin)
+    run = cancel_mid_walk(fleet, admin, "gis.scan")
+
+    assert run["status"] == "cancelled" and run["kind"] == "scan"
+    pages = GIS.walk(run["run_id"], "people")["pages"]
+    assert pages < len(truth.valid_people()) // PAGE  # stopped before the list's end
+    assert set(admin.customerio_profiles()["profiles"]) < truth.valid_people()
+    assert state.marks(scope()) == {}  # a cold start's marks: back to none
+    assert not state.has_baseline(scope()) and state.last_success(scope()) is None
+    # The next scan is a cold start again, and syncs everyone.
+    again = scan(fleet)
+    assert again["status"] != "cancelled" and again["cold_start"] is True
+    assert set(admin.customerio_profiles()["profiles"]) == truth.valid_people()
+    assert_clean(admin)
+
+
+def test_a_cancelled_backfill_ends_cancelled_and_keeps_no_failed_record(fleet, paged):
+    admin = paged.admin
+    truth = Truth(admin)
+    run = cancel_mid_walk(fleet, admin, "gis.backfill")
+
+    assert run["status"] == "cancelled" and run["kind"] == "backfill"
+    assert set(admin.customerio_profiles()["profiles"]) < truth.valid_people()
+    assert failed.sizes(workspace()) == {"failed": 0, "dead": 0}
+    assert_clean(admin)
