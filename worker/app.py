@@ -17,8 +17,7 @@ from celery.signals import (
 )
 
 from worker import log_hooks, logs
-from worker.heartbeat import Heartbeat
-from worker.tasking import ReleaseParked
+from worker.tasking import Heartbeat, ReleaseParked
 
 TASK_MODULES = [
     "worker.gis_sync.tasks",

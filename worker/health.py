@@ -30,6 +30,7 @@ from __future__ import annotations
 import glob
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,16 +170,15 @@ def beat_verdict(now: float | None = None) -> Verdict:
                           {"seconds": round(age)})])
 
 
-def worker_verdict(node: str) -> Verdict:
-    from worker.app import app
-
+def worker_verdict(node: str, answers: Callable[[str, float], bool]) -> Verdict:
+    """`answers(node, timeout)`: whether the worker answered a ping (the caller pings:
+    this module stays free of Celery)."""
     try:
         store.client().ping()
     except redis.RedisError as exc:
         return Verdict([Check("worker", True, f"not pinged: Redis unreachable ({exc}); "
                               "restarting the worker would not fix that")])
-    replies = app.control.ping(destination=[node], timeout=PING_TIMEOUT) or []
-    if any(node in reply for reply in replies):
+    if answers(node, PING_TIMEOUT):
         return Verdict([Check("worker", True, f"{node} answers ping")])
     return Verdict([Check("worker", False, f"{node} did not answer a ping within "
                           f"{PING_TIMEOUT:.0f}s: stuck, or cut off from Redis")])

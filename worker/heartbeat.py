@@ -17,7 +17,6 @@ from contextlib import suppress
 from typing import Any
 
 import redis
-from celery import bootsteps
 
 from worker import store
 
@@ -70,31 +69,18 @@ def consumed_queues(worker: Any) -> list[str]:
     return list(worker.app.amqp.queues.consume_from or worker.app.amqp.queues)
 
 
-class Heartbeat(bootsteps.StartStopStep):
-    """Every worker refreshes its `sf:workers` entry every BEAT_EVERY seconds."""
-
-    requires = {"celery.worker.components:Timer"}
-
-    def __init__(self, worker: Any, **kwargs: Any) -> None:
-        self.tref: Any = None
-
-    def start(self, worker: Any) -> None:
-        first_start(worker.app)
-        _beat(worker)
-        self.tref = worker.timer.call_repeatedly(BEAT_EVERY, _beat, (worker,), priority=10)
-
-    def stop(self, worker: Any) -> None:
-        if self.tref is not None:
-            self.tref.cancel()
-        with suppress(redis.RedisError):  # Redis away: the entry ages out instead
-            gone(worker.hostname)
-
-
-def _beat(worker: Any) -> None:
+def refresh(worker: Any) -> None:
+    """The worker's entry, written now (never raises: the next tick tries again)."""
     try:
         beat(worker.hostname, consumed_queues(worker))
-    except redis.RedisError as exc:  # the next tick tries again
+    except redis.RedisError as exc:
         log.warning("heartbeat not written: %s", exc)
+
+
+def stopped(worker: Any) -> None:
+    """A clean stop removes the entry (Redis away: it ages out instead)."""
+    with suppress(redis.RedisError):
+        gone(worker.hostname)
 
 
 def first_start(app: Any) -> None:

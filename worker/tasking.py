@@ -26,7 +26,7 @@ from typing import Any
 from celery import Celery, Task, bootsteps
 from celery.exceptions import MaxRetriesExceededError, Retry, SoftTimeLimitExceeded
 
-from worker import metrics, parking, recovery, retry
+from worker import heartbeat, metrics, parking, recovery, retry
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,27 @@ class ReleaseParked(bootsteps.StartStopStep):
     def stop(self, worker: Any) -> None:
         if self.tref is not None:
             self.tref.cancel()
+
+
+class Heartbeat(bootsteps.StartStopStep):
+    """Every worker refreshes its entry of live workers (`worker/heartbeat.py`) every
+    BEAT_EVERY seconds, and removes it when it stops cleanly."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        self.tref: Any = None
+
+    def start(self, worker: Any) -> None:
+        heartbeat.first_start(worker.app)
+        heartbeat.refresh(worker)
+        self.tref = worker.timer.call_repeatedly(heartbeat.BEAT_EVERY, heartbeat.refresh,
+                                                 (worker,), priority=10)
+
+    def stop(self, worker: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+        heartbeat.stopped(worker)
 
 
 def _look_after_runs(_app: Celery) -> None:

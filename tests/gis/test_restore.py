@@ -49,7 +49,7 @@ def test_a_restored_aof_taken_mid_run_finishes_the_run_without_sending_anything_
         gis_world, worker_process, monkeypatch, tmp_path):
     admin = gis_world.admin
     truth = Truth(admin)
-    admin.faults("customerio", latency_ms=60)  # a scan long enough to back up in
+    admin.faults("customerio", latency_ms=250)  # a scan slow enough to back up in
     live_dir, backup_dir = tmp_path / "live", tmp_path / "restored"
     live_dir.mkdir()
     backup_dir.mkdir()

@@ -60,7 +60,7 @@ def run_health(args: argparse.Namespace) -> int:
     if args.beat:
         result = health.beat_verdict()
     elif args.worker:
-        result = health.worker_verdict(args.worker)
+        result = health.worker_verdict(args.worker, _answers_ping)
     else:
         result = health.verdict(get_settings())
     if args.json:
@@ -68,6 +68,13 @@ def run_health(args: argparse.Namespace) -> int:
     else:
         print(("healthy: " if result.healthy else "unhealthy: ") + result.reason)
     return EXIT_OK if result.healthy else EXIT_FAILED
+
+
+def _answers_ping(node: str, timeout: float) -> bool:
+    from worker.app import app
+
+    return any(node in reply for reply in app.control.ping(destination=[node],
+                                                            timeout=timeout) or [])
 
 
 def run_metrics(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 
 from celery import chord
 
-from worker import retry, store
+from worker import retry, run_history, store
 from worker.app import app
 from worker.clients.gis import GisClient
 from worker.formats import Record
@@ -184,7 +184,7 @@ def part_done(self: FleetTask, results: list[Any], run_id: str, part: str) -> di
 
 @app.task(name="gis.runs")
 def list_runs(n: int = 10) -> list[dict[str, Any]]:
-    return GIS.recent(n)
+    return run_history.recent(n, job=GIS.job)
 
 
 @app.task(name="gis.failed")
