@@ -65,6 +65,7 @@ def test_the_exporter_answers_its_scrape_with_redis_up_0(dead, tmp_path):
         assert "Traceback" not in running.process.log()
 
 
+@pytest.mark.slow
 def test_a_worker_and_beat_say_so_and_keep_trying(dead, tmp_path):
     url, error = dead
     env = {**os.environ, "REDIS_URL": url}

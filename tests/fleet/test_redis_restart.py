@@ -91,6 +91,7 @@ def consumes(app: Celery) -> bool:
     return isinstance(app.send_task("gis.runs").get(timeout=90), list)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
 def test_the_worker_survives_redis_restarts_and_goes_on_consuming(restartable, tmp_path, how):
     server, app = restartable
@@ -106,6 +107,7 @@ def test_the_worker_survives_redis_restarts_and_goes_on_consuming(restartable, t
         proc.stop()
 
 
+@pytest.mark.slow
 def test_without_the_patch_kombu_makes_the_worker_exit(restartable, tmp_path):
     """The bug the patch fixes, shown with the same worker command: kombu's race (which
     of the broken connections is read first) decides the round, so it gets a few."""
