@@ -5,8 +5,10 @@ they cannot be had, a skip that says how to install them, or under CI a failure.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +44,27 @@ def test_debians_redis_server_and_openssl_are_fetched_without_root(tmp_path):
     openssl = test_tools.ensure("openssl", tmp_path, use_path=False)
     assert subprocess.run([openssl, "version"], capture_output=True, text=True,
                           timeout=60).stdout.startswith("OpenSSL ")
+
+
+def test_libraries_the_machine_lacks_come_along(tmp_path, monkeypatch):
+    """Pretending this machine lacks redis-server's compression and allocator libraries:
+    Debian's packages of them are unpacked beside it, and its wrapper loads them."""
+    if not test_tools.find("apt-get"):
+        missing("not Debian: nothing to fetch here")
+    lacking = {"liblzf1", "libjemalloc2"}
+    installed = test_tools._installed
+    monkeypatch.setattr(test_tools, "_installed", lambda p: p not in lacking and installed(p))
+    server = test_tools.ensure("redis-server", tmp_path, use_path=False)
+    libraries = re.search(r'LD_LIBRARY_PATH="([^$"]*)', Path(server).read_text()).group(1)
+    assert libraries and all(part.startswith(str(tmp_path)) for part in libraries.split(":"))
+    binary = tmp_path / "root" / "usr" / "bin" / "redis-server"
+    linked = subprocess.run(["ldd", str(binary)], env={**os.environ, "LD_LIBRARY_PATH": libraries},
+                            capture_output=True, text=True, timeout=60).stdout
+    for library in ("liblzf.so.1", "libjemalloc.so.2"):
+        line = next(x for x in linked.splitlines() if library in x)
+        assert str(tmp_path) in line, line  # ours, not the machine's
+    assert subprocess.run([server, "--version"], capture_output=True, text=True,
+                          timeout=60).stdout.startswith("Redis server v=")
 
 
 def test_prometheus_and_promtool_are_found_or_fetched():
