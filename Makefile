@@ -26,7 +26,12 @@ install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/python scripts/run_local.py $(RUN_ARGS)
 
+# The programs the tests need besides Python packages (prometheus, promtool, redis-server
+# with TLS, openssl): from PATH, else Debian's packages unpacked into .run/tools without
+# root (scripts/test_tools.py); where they cannot be had, their tests skip, saying so
+# (under CI=true they fail instead).
 test: $(VENV)/.installed
+	$(BIN)/python scripts/test_tools.py
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

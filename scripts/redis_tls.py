@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
 import signal
 import socket
 import ssl
@@ -21,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import test_tools
 from redis_server import free_port, server_binary, start_with_config
 
 
@@ -34,7 +34,8 @@ class Certificates:
 
 
 def _openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+    subprocess.run([test_tools.find("openssl") or "openssl", *args], check=True,
+                   capture_output=True, timeout=60)
 
 
 def _authority(directory: Path, name: str) -> tuple[Path, Path]:
@@ -64,9 +65,9 @@ def _leaf(directory: Path, name: str, ca: tuple[Path, Path], usage: str,
 
 def make_certificates(directory: Path) -> Certificates:
     """A CA, and the server's and a client's certificates it signed, in `directory`."""
-    if not shutil.which("openssl"):
+    if not test_tools.find("openssl"):
         raise RuntimeError("the openssl command is needed to make test certificates "
-                           "(Debian: apt-get install openssl)")
+                           "(Debian: apt-get install openssl; `make test` fetches it)")
     directory.mkdir(parents=True, exist_ok=True)
     ca = _authority(directory, "ca")
     server = _leaf(directory, "server", ca, "serverAuth", "IP:127.0.0.1,DNS:localhost")

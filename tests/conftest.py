@@ -28,14 +28,19 @@ from tests.support import tasks as _test_tasks  # noqa: F401 - registers tests.*
 from tests.support.fleet import QUEUES, Fleet
 from tests.support.other_redis import OtherRedisFleet
 from tests.support.processes import WorkerProcess
+from tests.support.tools import require_tls_redis
 from worker import app as fleet_celery_app
 from worker.settings import get_settings
 from worker.store import connect
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import redis_tls
+import test_tools
 from redis_sentinel import SentinelSet
 from redis_server import PrivateRedis, free_port
+
+# The programs `make test` fetched (scripts/test_tools.py) are found after the machine's own.
+os.environ["PATH"] = f"{os.environ.get('PATH', '')}{os.pathsep}{test_tools.bin_dir()}"
 
 # The URL is fixed before anything reads the settings; the server starts on first use.
 _OWN_REDIS = not os.environ.get("REDIS_URL")
@@ -213,9 +218,7 @@ TLS_PASSWORD = "tls-pw-3"
 def tls_redis(tmp_path, monkeypatch) -> Iterator[redis_tls.Certificates]:
     """A redis-server that speaks only TLS and wants a client certificate, with
     certificates made now (scripts/redis_tls.py); this process's settings use it."""
-    if not redis_tls.supports_tls():
-        pytest.skip("this redis-server has no TLS built in (Debian's has: apt-get install "
-                    "redis-server); .ci/run installs it")
+    require_tls_redis()
     certs = redis_tls.make_certificates(tmp_path / "certs")
     port = free_port()
     proc = redis_tls.start(port, str(tmp_path), certs, TLS_PASSWORD)

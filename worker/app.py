@@ -16,13 +16,16 @@ from celery.signals import (
     setup_logging,
 )
 
-from worker import log_hooks, logs
+from worker import kombu_patch, log_hooks, logs
 from worker.tasking import Heartbeat, ReleaseParked
 
 TASK_MODULES = [
     "worker.gis_sync.tasks",
     "worker.segment_migration.tasks",
 ]
+
+# A worker survives a Redis restart or failover while it holds messages (a kombu 5.7 bug).
+kombu_patch.apply()
 
 app = Celery("syncfleet", include=TASK_MODULES)
 app.config_from_object("worker.celeryconfig")

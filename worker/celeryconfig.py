@@ -36,6 +36,8 @@ broker_transport_options = _redis["broker_transport_options"]
 result_backend_transport_options = _redis["result_backend_transport_options"]
 broker_use_ssl = _redis["broker_use_ssl"]
 redis_backend_use_ssl = _redis["redis_backend_use_ssl"]
+redis_socket_timeout = _redis["redis_socket_timeout"]
+redis_socket_connect_timeout = _redis["redis_socket_connect_timeout"]
 broker_connection_retry_on_startup = True
 # JSON only: nothing pickled crosses Redis.
 task_serializer = "json"

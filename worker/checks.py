@@ -58,7 +58,7 @@ def _redis(settings: Settings) -> Check:
     try:
         store.client().ping()
     except redis.RedisError as exc:
-        return Check("redis", "failed", f"{exc}: check REDIS_URL")
+        return Check("redis", "failed", f"unreachable at {store.target().describe()}: {exc}")
     return Check("redis", "ok", "reachable")
 
 

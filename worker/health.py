@@ -89,7 +89,8 @@ def verdict(settings: Settings, now: float | None = None) -> Verdict:
     try:
         store.client().ping()
     except redis.RedisError as exc:
-        return Verdict([Check("redis", False, f"Redis unreachable at REDIS_URL: {exc}")])
+        return Verdict([Check("redis", False, f"Redis unreachable at "
+                              f"{store.target().describe()}: {exc}")])
     checks = [Check("redis", True, "Redis reachable"), _workers(now), *_halted_runs(),
               _failed_records(settings)]
     if settings.gis_access_token and settings.gis_home_lc_id:

@@ -32,6 +32,15 @@ if TYPE_CHECKING:
 
 # A sentinel that does not answer costs this long before the next one is asked.
 SENTINEL_TIMEOUT = 5.0
+# A dead Redis host (one that drops packets: a connect or a read never gets an answer,
+# unlike a stopped Redis, which refuses at once) costs every client of the fleet a bounded
+# wait, not forever. A TCP handshake takes milliseconds; 3 s covers one lost SYN (resent
+# after 1 s). A reply takes milliseconds too; 5 s covers Redis blocking writes on a slow
+# disk's AOF fsync (up to 2 s). Waits for messages are not reads of this kind: kombu sends
+# BRPOP with a 1 s server-side timeout and reads its reply only once the socket is
+# readable, and the result backend's pub/sub polls with its own timeout.
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,8 @@ class RedisTarget:
     def address_url(self) -> str:
         """REDIS_URL without its credentials (`credentials()` has them)."""
         parts = urlsplit(self.url)
-        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
+        rest = urlunsplit(("", "", parts.path, parts.query, parts.fragment))
+        return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{rest}"  # `//` even hostless
 
     def credentials(self) -> dict[str, str]:
         """The username and password Redis (master and replicas) is logged in with."""
@@ -87,6 +97,11 @@ class RedisTarget:
                  "ssl_keyfile": self.key_file}
         return {"ssl_cert_reqs": ssl.CERT_REQUIRED, **{k: v for k, v in files.items() if v}}
 
+    @staticmethod
+    def socket_options() -> dict[str, float]:
+        """redis-py's (and kombu's) timeouts for a connect and for a reply."""
+        return {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": READ_TIMEOUT}
+
     def sentinel_options(self) -> dict[str, Any]:
         """How the sentinels themselves are reached: their password, TLS, timeouts."""
         options: dict[str, Any] = {"socket_timeout": SENTINEL_TIMEOUT,
@@ -96,6 +111,11 @@ class RedisTarget:
         if self.tls:
             options.update(ssl=True, **self.ssl_options())
         return options
+
+    @property
+    def setting(self) -> str:
+        """The variable that says where Redis is."""
+        return "REDIS_SENTINELS" if self.sentinels else "REDIS_URL"
 
     def describe(self) -> str:
         """Where Redis is, for messages (never a password)."""
@@ -108,7 +128,7 @@ class RedisTarget:
 def celery_settings(target: RedisTarget, transport: dict[str, Any]) -> dict[str, Any]:
     """Celery's broker and result backend settings for `target`; `transport` holds the
     transport options the fleet sets anyway (visibility timeout, sweeps, key prefix)."""
-    options = dict(transport)
+    options = {**transport, **target.socket_options()}
     auth = _userinfo(target.credentials())
     if target.sentinels:
         # kombu and Celery's backend: one sentinel:// URL per sentinel, joined by ';'.
@@ -123,7 +143,11 @@ def celery_settings(target: RedisTarget, transport: dict[str, Any]) -> dict[str,
     return {"broker_url": url, "result_backend": url,
             "broker_transport_options": options,
             "result_backend_transport_options": dict(options),
-            "broker_use_ssl": tls, "redis_backend_use_ssl": tls}
+            "broker_use_ssl": tls, "redis_backend_use_ssl": tls,
+            # The result backend reads its timeouts from these (Celery's default for a
+            # reply: 120 s; for a connect: none).
+            "redis_socket_timeout": READ_TIMEOUT,
+            "redis_socket_connect_timeout": CONNECT_TIMEOUT}
 
 
 def _userinfo(credentials: dict[str, str]) -> str:

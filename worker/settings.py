@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -192,6 +192,10 @@ class Settings(BaseSettings):
                 not _port_ok(value):
             raise ValueError("must be redis://[:password@]host:port/db (rediss:// for TLS); "
                              "for Redis Sentinel set REDIS_SENTINELS and REDIS_MASTER_NAME")
+        problem = _options_problem(value)
+        if problem:
+            raise ValueError(f"{problem} (options after ?: those of redis-py's URLs, "
+                             "such as ?socket_timeout=10)")
         return value
 
     @model_validator(mode="after")
@@ -258,6 +262,20 @@ def _port_ok(url: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _options_problem(url: str) -> str | None:
+    """What redis-py would refuse in the URL's options (?socket_timeout=…), or None."""
+    from redis.connection import URL_QUERY_ARGUMENT_PARSERS, parse_url
+
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        return str(exc).rstrip(".")
+    tls = urlsplit(url).scheme == "rediss"
+    unknown = [name for name in parse_qs(urlsplit(url).query)
+               if name not in URL_QUERY_ARGUMENT_PARSERS and not (tls and name.startswith("ssl_"))]
+    return f"unknown option {unknown[0]!r}" if unknown else None
 
 
 class SettingsError(RuntimeError):

@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 import redis
-from redis.backoff import EqualJitterBackoff
+from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.exceptions import LockError
 from redis.lock import Lock
 from redis.retry import Retry
@@ -38,10 +38,13 @@ def key(*parts: object) -> str:
     return ":".join([get_settings().redis_key_prefix, *(str(p) for p in parts)])
 
 
-# A call rides out a few seconds of Redis being away (a restart, the last moments of a
-# Sentinel failover: each retry asks the sentinels for the master again) before it fails:
-# at most ~4.5 s, so health checks and scrapes still answer quickly when Redis is gone.
-RETRY = Retry(EqualJitterBackoff(cap=1.0, base=0.05), retries=8)
+# A call rides out a few seconds of Redis refusing or dropping connections (a restart,
+# the last moments of a Sentinel failover: each retry asks the sentinels for the master
+# again) before it fails: at most ~4.5 s, so health checks and scrapes still answer
+# quickly when Redis is gone. A timeout is not retried: a dead host has cost one
+# (CONNECT_TIMEOUT or READ_TIMEOUT, worker/redis_target.py) and would cost it again.
+RETRY = Retry(EqualJitterBackoff(cap=1.0, base=0.05), retries=8,
+              supported_errors=(redis.ConnectionError,))
 
 
 class MasterConnection(SentinelManagedConnection):
@@ -67,10 +70,14 @@ def connect(where: RedisTarget | str, decode_responses: bool = True) -> redis.Re
     target = RedisTarget(where) if isinstance(where, str) else where
     options: dict[str, Any] = {"db": target.db, "decode_responses": decode_responses,
                                "health_check_interval": 30, "retry": RETRY,
-                               **target.credentials(), **target.ssl_options()}
+                               **target.socket_options(), **target.credentials(),
+                               **target.ssl_options()}
     if target.sentinels:
-        sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=target.sentinel_options(),
-                            **options)
+        # Each sentinel is asked once per look for the master: RETRY, around the look,
+        # rides out the failover (redis-py's own retries per sentinel, nested in it, made
+        # a fleet whose sentinels are all down take ~40 s to say so).
+        asked_once = {**target.sentinel_options(), "retry": Retry(NoBackoff(), 0)}
+        sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=asked_once, **options)
         return sentinel.master_for(target.master_name, connection_class=MasterSSLConnection
                                    if target.tls else MasterConnection)
     # The URL's own options (?socket_timeout=...) stay; its credentials are in `options`.

@@ -53,14 +53,31 @@ def test_with_redis_stopped_every_command_says_so_in_one_line(stopped_redis_url)
         done = syncfleet(*command, REDIS_URL=stopped_redis_url, timeout=60)
         line = one_line(done)
         assert done.returncode == EXIT_UNAVAILABLE, (command, line)
-        assert line.startswith("syncfleet: Redis unreachable at REDIS_URL redis://:***@")
-        assert "start Redis or fix REDIS_URL" in line and "pw4test" not in line
+        assert line.startswith("syncfleet: Redis unreachable at redis://127.0.0.1:"), line
+        assert "/0 (REDIS_URL): " in line and "start Redis or fix REDIS_URL" in line
+        assert "pw4test" not in line
         as_json = syncfleet(*command, "--json", REDIS_URL=stopped_redis_url, timeout=60)
         assert error_of(as_json)["code"] == "unavailable", command
     # health and check report Redis as one of their checks (exit 1, not a traceback).
     code, verdict = syncfleet_json("health", REDIS_URL=stopped_redis_url)
     assert code == 1 and verdict["healthy"] is False
     assert verdict["checks"][0]["name"] == "redis" and verdict["checks"][0]["ok"] is False
+
+
+def test_with_sentinels_the_messages_name_the_sentinels_not_redis_url(stopped_redis_url):
+    port = stopped_redis_url.rsplit(":", 1)[1].split("/")[0]
+    sentinels = {"REDIS_SENTINELS": f"127.0.0.1:{port}", "REDIS_URL": "redis:///0"}
+    done = syncfleet("runs", **sentinels, timeout=60)
+    line = one_line(done)
+    assert done.returncode == EXIT_UNAVAILABLE
+    assert line.startswith("syncfleet: Redis unreachable at the master 'mymaster' of the "
+                           f"sentinels 127.0.0.1:{port} (REDIS_SENTINELS): "), line
+    assert line.endswith("start Redis or fix REDIS_SENTINELS"), line
+    code, verdict = syncfleet_json("health", **sentinels)
+    assert code == 1 and "sentinels 127.0.0.1:" in verdict["checks"][0]["detail"]
+    assert "REDIS_URL" not in verdict["reason"]
+    checked = syncfleet_json("check", **sentinels)[1]["checks"][0]
+    assert checked["status"] == "failed" and "(REDIS_SENTINELS)" in checked["detail"]
 
 
 @pytest.mark.parametrize("url", ["notaurl", "redis-sentinel://127.0.0.1:26379/mymaster",

@@ -13,10 +13,11 @@ from pathlib import Path
 from tests.support import ROOT
 
 # The modules that wrap Celery: the app and its configuration, the task base, the logs
-# (a record names its task), each job's tasks, the CLI (it sends tasks). Every other
-# module of worker/ is plain: importable, testable and readable without Celery.
+# (a record names its task), the fix to kombu's transport, each job's tasks, the CLI (it
+# sends tasks). Every other module of worker/ is plain: importable, testable and readable
+# without Celery.
 CELERY_SIDE = {"worker", "worker.app", "worker.celeryconfig", "worker.tasking",
-               "worker.log_hooks", "worker.logs", "worker.gis_sync.tasks",
+               "worker.log_hooks", "worker.logs", "worker.kombu_patch", "worker.gis_sync.tasks",
                "worker.segment_migration.tasks", "worker.__main__"}
 CELERY_PACKAGES = ("celery", "kombu", "billiard")
 

@@ -14,8 +14,9 @@ import pytest
 
 from tests.support import ROOT
 from tests.support.cli import syncfleet
-from worker.redis_target import RedisTarget, celery_settings
+from worker.redis_target import CONNECT_TIMEOUT, READ_TIMEOUT, RedisTarget, celery_settings
 from worker.settings import MissingSetting, SettingsError, get_settings
+from worker.store import connect
 
 SECRET = "s3cr3t/with:odd@chars"
 
@@ -31,8 +32,35 @@ def test_a_plain_url_is_broker_backend_and_client_as_given(monkeypatch):
     monkeypatch.setenv("REDIS_URL", "redis://example:6380/3")
     celery = celery_settings(target(), {"visibility_timeout": 35})
     assert celery["broker_url"] == celery["result_backend"] == "redis://example:6380/3"
-    assert celery["broker_transport_options"] == {"visibility_timeout": 35}
+    # The timeouts that bound a dead host (worker/redis_target.py), for the broker and
+    # the backend as for the fleet's own client.
+    assert celery["broker_transport_options"] == {
+        "visibility_timeout": 35, "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": READ_TIMEOUT}
+    assert (celery["redis_socket_connect_timeout"], celery["redis_socket_timeout"]) == \
+        (CONNECT_TIMEOUT, READ_TIMEOUT)
+    pool = connect(target()).connection_pool.connection_kwargs
+    assert (pool["socket_connect_timeout"], pool["socket_timeout"]) == \
+        (CONNECT_TIMEOUT, READ_TIMEOUT)
     assert celery["broker_use_ssl"] is None and celery["redis_backend_use_ssl"] is None
+
+
+@pytest.mark.parametrize("url", ["redis://h:6379/0?socket_timeout=soon",
+                                 "redis://h:6379/0?no_such_option=1",
+                                 "redis://h:6379/0?ssl_cert_reqs=none"])
+def test_url_options_redis_py_would_refuse_are_refused_by_the_settings(monkeypatch, url):
+    monkeypatch.setenv("REDIS_URL", url)
+    get_settings.cache_clear()
+    with pytest.raises(SettingsError, match=r"REDIS_URL: .*(socket_timeout|no_such_option|"
+                                            r"ssl_cert_reqs)"):
+        get_settings()
+
+
+def test_a_url_without_a_host_keeps_its_slashes():
+    # REDIS_URL=redis:///0 with REDIS_SENTINELS; without them, redis-py's localhost.
+    assert RedisTarget("redis://:pw@/0").address_url == "redis:///0"
+    assert RedisTarget("redis://:pw@h:1/2?socket_timeout=3").address_url == \
+        "redis://h:1/2?socket_timeout=3"
 
 
 def test_redis_password_goes_into_every_url_quoted_and_overrides_the_urls(monkeypatch):

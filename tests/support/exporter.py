@@ -1,10 +1,9 @@
-"""`syncfleet metrics` as a process, and its scrapes as Prometheus makes them."""
+"""`syncfleet metrics` as a process, and its scrapes."""
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +13,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import ROOT, wait_for
 from tests.support.processes import Process
-from tests.support.promql import Scrape
 
 LOGIN = ("prometheus", "scrape-pw-8c1d")
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -24,8 +22,8 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 class Exporter:
-    def __init__(self, logs: Path, **env: str) -> None:
-        self.port = free_port()
+    def __init__(self, logs: Path, port: int | None = None, **env: str) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/metrics"
         full = {**os.environ, "METRICS_BASIC_AUTH": ":".join(LOGIN), **env}
         self.process = Process("exporter", [sys.executable, "-m", "worker", "metrics",
@@ -43,15 +41,6 @@ class Exporter:
 
     def get(self) -> requests.Response:
         return requests.get(self.url, auth=LOGIN, timeout=10)
-
-    def scrape(self) -> Scrape:
-        """One scrape as Prometheus sees it (`up` 0 when it got no 200)."""
-        at = time.time()
-        try:
-            response = self.get()
-        except requests.ConnectionError:
-            return Scrape.of(at, 0, "")
-        return Scrape.of(at, response.status_code, response.text)
 
     def samples(self) -> Samples:
         response = self.get()
@@ -73,8 +62,9 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 
 @contextmanager
-def exporter(logs: Path, **env: str) -> Iterator[Exporter]:
-    running = Exporter(logs, **env)
+def exporter(logs: Path, port: int | None = None, **env: str) -> Iterator[Exporter]:
+    """`syncfleet metrics` on `port` (a free one by default), stopped after the block."""
+    running = Exporter(logs, port, **env)
     try:
         running.wait_answering()
         yield running

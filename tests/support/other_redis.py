@@ -48,8 +48,8 @@ class OtherRedisFleet:
 
     def revive(self) -> None:
         """Start a new worker in place of each that exited, as compose does for the
-        fleet's containers (`restart: unless-stopped`): kombu 5.7 can exit a worker whose
-        broker connection broke while it waited for messages (README, Troubleshooting)."""
+        fleet's containers (`restart: unless-stopped`), and keep why it exited: a worker
+        should ride out a failover (worker/kombu_patch.py), so a test can tell."""
         for i, proc in enumerate(self.workers):
             if proc.died():
                 errors = re.findall(r"Unrecoverable error: [^\n]*?(?= exc=|$)", proc.log(), re.M)

@@ -52,12 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         args = parser().parse_args(argv)
-        # "ping": the command reads Redis; "url": it reports on Redis itself; None: neither.
-        needs = getattr(args, "redis", "ping")
-        if needs == "ping":
+        # The command reads Redis (a malformed REDIS_URL stops at the settings), unless it
+        # reports on Redis itself (check, health) or waits for it (metrics).
+        if getattr(args, "needs_redis", True):
             failures.require_redis()
-        elif needs == "url":
-            failures.check_redis_url()
         return int(args.run(args))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

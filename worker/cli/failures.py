@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import traceback
-from urllib.parse import urlsplit, urlunsplit
 
 from worker.cli.display import (
     EXIT_FAILED,
@@ -35,8 +34,8 @@ def describe(exc: BaseException) -> CliError:
     if isinstance(exc, SettingsError | MissingSetting):
         return CliError(str(exc), "configuration", EXIT_USAGE)
     if isinstance(exc, redis.AuthenticationError):
-        return CliError(f"Redis at {redis_url()} refused the login: check the password in "
-                        f"REDIS_URL ({exc})", "configuration", EXIT_USAGE)
+        return CliError(f"Redis at {_where()} refused the login: check REDIS_PASSWORD (or the "
+                        f"password in REDIS_URL) ({exc})", "configuration", EXIT_USAGE)
     if isinstance(exc, redis.RedisError | OperationalError):
         return unreachable(exc)
     if isinstance(exc, CeleryTimeout):
@@ -48,34 +47,18 @@ def describe(exc: BaseException) -> CliError:
 
 
 def unreachable(exc: BaseException) -> CliError:
-    cause = str(exc).rstrip(". ")
-    return CliError(f"Redis unreachable at REDIS_URL {redis_url()}: {cause}; start Redis or "
-                    "fix REDIS_URL", "unavailable", EXIT_UNAVAILABLE)
-
-
-def redis_url() -> str:
-    """REDIS_URL with its password masked."""
-    from worker.settings import get_settings
-
-    url = get_settings().redis_url
-    parts = urlsplit(url)
-    if parts.password:
-        host = parts.netloc.rsplit("@", 1)[1]
-        user = parts.username or ""
-        parts = parts._replace(netloc=f"{user}:***@{host}")
-    return urlunsplit(parts)
-
-
-def check_redis_url() -> None:
-    """A REDIS_URL that is no Redis URL is a configuration error, named as one."""
     from worker import store
 
-    try:
-        store.client()
-    except ValueError as exc:
-        raise CliError(f"REDIS_URL is not a Redis URL ({exc}): use redis://[:password@]"
-                       "host:port/db (or rediss:// for TLS)", "configuration",
-                       EXIT_USAGE) from None
+    cause = str(exc).rstrip(". ")
+    return CliError(f"Redis unreachable at {_where()}: {cause}; start Redis or fix "
+                    f"{store.target().setting}", "unavailable", EXIT_UNAVAILABLE)
+
+
+def _where() -> str:
+    """Where Redis is, as the settings say (never a password)."""
+    from worker import store
+
+    return store.target().describe()
 
 
 def require_redis() -> None:
@@ -84,7 +67,6 @@ def require_redis() -> None:
 
     from worker import store
 
-    check_redis_url()
     try:
         store.client().ping()
     except redis.AuthenticationError:

@@ -14,7 +14,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     check = sub.add_parser("check", help="Redis, and each configured credential "
                                          "(one cheap read-only call per API)")
     check.add_argument("--json", action="store_true")
-    check.set_defaults(run=run_check, redis="url")
+    check.set_defaults(run=run_check, needs_redis=False)
     health = sub.add_parser("health", help="exit 0 if the fleet is working, 1 and why not")
     health.add_argument("--json", action="store_true")
     only = health.add_mutually_exclusive_group()
@@ -25,14 +25,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                       help="only this worker's liveness: it answers a ping (compose's health "
                            "check of a worker; passes while Redis is down: a restart of the "
                            "worker would not fix that)")
-    health.set_defaults(run=run_health, redis="url")
+    health.set_defaults(run=run_health, needs_redis=False)
     serve = sub.add_parser("metrics", help="serve Prometheus metrics on METRICS_PORT "
                                            "(behind METRICS_BASIC_AUTH)")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, help="default: METRICS_PORT")
     serve.add_argument("--json", action="store_true", help="(accepted; the server logs)")
     # Starts without Redis: it answers `syncfleet_redis_up 0` until Redis is there.
-    serve.set_defaults(run=run_metrics, redis="url")
+    serve.set_defaults(run=run_metrics, needs_redis=False)
 
 
 def run_check(args: argparse.Namespace) -> int:
