@@ -28,7 +28,8 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_CODES = (
     (EXIT_OK, "ok"),
     (EXIT_FAILED, "unhealthy, failed, finished with errors, not found, declined, not running"),
-    (EXIT_USAGE, "bad usage or configuration; no terminal to confirm on and no --yes"), (EXIT_HALTED, "a run halted (credential refused)"),
+    (EXIT_USAGE, "bad usage or configuration; no terminal to confirm on and no --yes"),
+    (EXIT_HALTED, "a run halted (credential refused)"),
     (EXIT_UNAVAILABLE, "Redis unreachable, or no worker consumes the queue"),
     (EXIT_TIMEOUT, "--timeout ran out"), (EXIT_INTERRUPTED, "interrupted"))
 POLL = 0.5  # seconds between two looks at a followed run
