@@ -88,7 +88,10 @@ def test_syncfleet_cancel_stops_a_running_scan(fleet, gis_world, monkeypatch):
     walks = [s for s in ("people", "applications", "incoming") if GIS.walk(run_id, s)]
     late_reads = [r for r in admin.requests("gis") if r["ts"] > cancelled_at]
     assert len(late_reads) <= len(walks), late_reads  # at most the page each walk awaited
-    assert set(admin.customerio_profiles()["profiles"]) < truth.valid_people()
+    identified = set(admin.customerio_profiles()["profiles"])
+    assert identified < truth.valid_people()
+    print(f"cancelled: {len(identified)} of {len(truth.valid_people())} people identified, "
+          f"{len(late_reads)} GIS read(s) after the cancel, {run['parts']} part(s) reported")
     fleet.send_task("gis.runs").get(timeout=60)  # the gis queue has moved on since
     assert [r for r in admin.requests() if r["ts"] > ended_at] == []
     assert_clean(admin)

@@ -117,5 +117,7 @@ def test_syncfleet_cancel_wait_stops_a_running_migration(seg_env, fleet_app, wor
     customers = admin.voucherify_customers()["customers"]
     assert len(customers) < len({user_id(p) for p in world if user_id(p)})
     assert not {user_id(p) for p in world if p["segment_id"] in never} & set(customers)
+    print(f"cancelled: {len(not_started)} of {len(results)} slices never started, "
+          f"{len(customers)} customers upserted")
     fleet_app.send_task("segment.status", args=(run_id,)).get(timeout=60)  # moved on
     assert [r for r in admin.requests() if r["ts"] > ended_at] == []
