@@ -7,7 +7,7 @@ from typing import Any
 
 from worker.cli import display, sending
 from worker.cli.display import EXIT_OK, Parser, emit_json, fail_line
-from worker.cli.shared import positive, print_runs
+from worker.cli.shared import add_run_filters, print_runs, run_filters
 
 FOLLOW_BARS = ("records synced",)
 
@@ -16,7 +16,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     gis = sub.add_parser("gis", help="the GIS -> customer.io sync")
     commands = gis.add_subparsers(dest="gis_command", required=True, parser_class=Parser)
     runs = commands.add_parser("runs", help="the latest scans and backfills")
-    runs.add_argument("-n", type=positive, default=10)
+    add_run_filters(runs, default_n=10)
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(run=show_runs)
     failed = commands.add_parser("failed", help="records failing (retried) and dead")
@@ -54,7 +54,8 @@ def iso_date(text: str) -> str:
 def show_runs(args: argparse.Namespace) -> int:
     from worker import run_history
 
-    return print_runs(run_history.recent(args.n, job="gis"), args.json, "no GIS runs yet")
+    return print_runs(run_history.recent(**run_filters(args), job="gis"), args.json,
+                      "no GIS runs yet")
 
 
 def show_failed(args: argparse.Namespace) -> int:
