@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from worker import store
-from worker.formats import Record
+from worker.formats import Record, dumps
 from worker.runs import Runs, stored_record, stored_summary
 
 
@@ -64,12 +64,30 @@ def forget_older(job: str, seconds: float) -> int:
 def compact(runs: Runs, run_id: str, own: tuple[str, ...] = ()) -> None:
     """An ended run as one key, its summary: the record (which the summary holds), its
     walks, checkpoints and parts, and the job's `own` per-run keys (the summary holds
-    what they said) are deleted."""
+    what they said) are deleted, and the summary keeps what a reader of history needs."""
     r = store.client()
     walked = r.smembers(runs.key(run_id, "walked"))
-    r.delete(runs.key(run_id), *(runs.key(run_id, name) for name in
-                                 ("walks", "walked", "launched", "finished", "pending", *own)),
-             *(runs.key(run_id, "walk", name) for name in walked))
+    summary = runs.summary(run_id)
+    with r.pipeline(transaction=True) as pipe:
+        if summary is not None:
+            pipe.set(runs.key(run_id, "summary"), dumps(slim(summary)), xx=True, keepttl=True)
+        pipe.delete(runs.key(run_id), *(runs.key(run_id, name) for name in
+                                        ("walks", "walked", "launched", "finished", "pending",
+                                         *own)),
+                    *(runs.key(run_id, "walk", name) for name in walked))
+        pipe.execute()
+
+
+# Left out of a kept summary: its key names the run and job (`stored_summary` puts them
+# back); the rest only served the run while it ran (its start time is in `started_at`).
+LEFT_OUT = ("run_id", "job", "started_ts", "mode", "since_ts", "marks_before")
+
+
+def slim(summary: Record) -> Record:
+    """The summary as history keeps it: without what its key says or only the running
+    run needed, and without empty values (readers take a missing one as empty)."""
+    return {k: v for k, v in summary.items()
+            if k not in LEFT_OUT and v is not None and v != [] and v != {}}
 
 
 def forget(runs: Runs, run_id: str) -> bool:

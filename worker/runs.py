@@ -344,7 +344,7 @@ def stored_record(job: str, run_id: str) -> Record | None:
 
 
 def stored_summary(job: str, run_id: str) -> Record | None:
-    """A run's summary as written (the one place that reads it: `worker.run_history`
-    lists runs through it too)."""
+    """A run's summary (the one place that reads it: `worker.run_history` lists runs
+    through it too), with the run id and job its key names (a kept one leaves them out)."""
     raw = store.client().get(run_key(job, run_id, "summary"))
-    return json.loads(raw) if raw else None
+    return {"run_id": run_id, "job": job, **json.loads(raw)} if raw else None

@@ -21,7 +21,7 @@ def age(redis_client, run_id: str, seconds: float) -> None:
     started = time.time() - seconds
     redis_client.zadd(store.key("runs"), {f"gis:{run_id}": started})
     summary = json.loads(redis_client.get(GIS.key(run_id, "summary")))
-    summary.update(started_ts=started, started_at=iso(started))
+    summary.update(started_at=iso(started))
     redis_client.set(GIS.key(run_id, "summary"), json.dumps(summary), keepttl=True)
 
 
