@@ -109,7 +109,7 @@ class Settings(BaseSettings):
                                     "message is redelivered")
     max_retry_countdown: int = Field(10, gt=0, description="longest wait a retry holds "
                                      "as a countdown; longer waits are parked in Redis")
-    result_expires: int = Field(86400, gt=0)
+    result_expires: int = Field(3600, gt=0)
 
     # customer.io Track API
     customerio_track_url: str = "https://track.customer.io"
