@@ -148,11 +148,16 @@ def confirm(question: str) -> None:
 def _progress(run_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     from worker.gis_sync.run_state import GIS
 
-    record = GIS.get(run_id) or {}
+    # An ended run is its summary alone (its record goes when the summary is written).
+    summary = GIS.summary(run_id)
+    record = summary or GIS.get(run_id)
+    if record is None:  # it ended in between
+        summary = GIS.summary(run_id)
+        record = summary or {}
     done = record.get("people_seen", 0) + record.get("applications_seen", 0)
-    walking = GIS.progress(run_id)["walks_open"] > 0
+    walking = summary is None and GIS.progress(run_id)["walks_open"] > 0
     total = None if walking else record.get("records_launched", 0)
-    return {FOLLOW_BARS[0]: (done, total)}, GIS.summary(run_id)
+    return {FOLLOW_BARS[0]: (done, total)}, summary
 
 
 def print_summary(out: Any, summary: dict[str, Any], limit: int = 20) -> None:
