@@ -89,9 +89,9 @@ def scope_of(run: Record) -> Scope:
 def add_notes(run_id: str | None, errors: list[Record], warnings: list[Record]) -> None:
     """The records this run rejected and the fields it dropped, each named once (sets:
     a record handled twice in a run is named once), at most NOTES_KEPT of each."""
-    if not run_id:
-        return
     r = store.client()
+    if not run_id or not r.exists(GIS.key(run_id)):  # none, or ended: its summary is kept
+        return
     for name, found in (("errors", errors), ("warnings", warnings)):
         key = GIS.key(run_id, name)
         if found and r.scard(key) < NOTES_KEPT:
