@@ -54,7 +54,17 @@ task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 task_soft_time_limit = _settings.task_soft_time_limit
 task_time_limit = _settings.task_time_limit
+# What a task leaves behind lives only as long as something reads it: results are not
+# stored unless a task says so (`ignore_result=False`: what the CLI, `celery call` users
+# or a chord's body read), and those expire after RESULT_EXPIRES; their readers forget
+# them sooner (the CLI once it has the answer, gis.part_done its header's). So Redis holds
+# no trace of the scans beyond their run summaries (tests/gis/test_flat_redis.py).
+task_ignore_result = True
 result_expires = _settings.result_expires
+# A chord's own counters and gathered results: deleted when its body is sent; a chord
+# whose header never completes (a lost message: the run engine redoes its part) leaves
+# them for a day, whatever RESULT_EXPIRES says (a header part may wait an hour parked).
+result_chord_expires = 86400
 # Results hold return values only: extended results would keep every task's arguments
 # (whole GIS records) in Redis until result_expires.
 result_extended = False

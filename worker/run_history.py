@@ -2,15 +2,19 @@
 
     sf:runs    zset "{job}:{run id}" -> start time (written by `worker.runs` at start)
 
-The latest runs of every job, newest first: a run is listed by its summary once it has
-one, else by its record; a run whose keys have expired leaves the index when a listing
-meets it. A GIS run's keys expire after a week; `forget` deletes a run at once.
+The latest runs of every job, newest first (or those started since a time): a run is
+listed by its summary once it has one, else by its record; a run whose keys have expired
+leaves the index when a listing meets it. A GIS run is kept `GIS_RUNS_KEPT_DAYS` (its
+keys expire, its index entry goes when a later run ends) and, once it has its summary,
+as that one key (`compact`); `forget` deletes a run at once.
 """
 
 from __future__ import annotations
 
+import time
+
 from worker import store
-from worker.formats import Record
+from worker.formats import Record, dumps
 from worker.runs import Runs, stored_record, stored_summary
 
 
@@ -18,13 +22,16 @@ def _index() -> str:
     return store.key("runs")
 
 
-def recent(n: int = 10, job: str | None = None) -> list[Record]:
-    """The latest `n` runs (of `job`, or of every job), newest first."""
+def recent(n: int | None = 10, job: str | None = None, since: float | None = None
+           ) -> list[Record]:
+    """The latest `n` runs (of `job`, or of every job; started at `since` or later; no
+    `n`: all of them), newest first."""
     r = store.client()
     out: list[Record] = []
-    start_at = 0
-    while len(out) < n:
-        names = r.zrevrange(_index(), start_at, start_at + 4 * n - 1)
+    start_at, page = 0, 4 * n if n else 500
+    while n is None or len(out) < n:
+        names = r.zrevrangebyscore(_index(), "+inf", since if since is not None else "-inf",
+                                   start=start_at, num=page)
         if not names:
             break
         start_at += len(names)
@@ -35,6 +42,7 @@ def recent(n: int = 10, job: str | None = None) -> list[Record]:
             found = stored_summary(run_job, run_id) or stored_record(run_job, run_id)
             if found is None:
                 r.zrem(_index(), name)
+                start_at -= 1
                 continue
             out.append({"job": run_job, **found})
             if len(out) == n:
@@ -42,12 +50,44 @@ def recent(n: int = 10, job: str | None = None) -> list[Record]:
     return out
 
 
-def keep_newest(job: str, keep: int) -> None:
-    """Keep the `keep` newest runs of `job` listed (their keys expire by their TTL)."""
+def forget_older(job: str, seconds: float) -> int:
+    """Unlist the runs of `job` started more than `seconds` ago (their keys expire by
+    their TTL); returns how many."""
     r = store.client()
-    names = [n for n in r.zrevrange(_index(), 0, -1) if n.startswith(f"{job}:")]
-    if len(names) > keep:
-        r.zrem(_index(), *names[keep:])
+    old = [name for name in r.zrangebyscore(_index(), "-inf", time.time() - seconds)
+           if name.startswith(f"{job}:")]
+    if old:
+        r.zrem(_index(), *old)
+    return len(old)
+
+
+def compact(runs: Runs, run_id: str, own: tuple[str, ...] = ()) -> None:
+    """An ended run as one key, its summary: the record (which the summary holds), its
+    walks, checkpoints and parts, and the job's `own` per-run keys (the summary holds
+    what they said) are deleted, and the summary keeps what a reader of history needs."""
+    r = store.client()
+    walked = r.smembers(runs.key(run_id, "walked"))
+    summary = runs.summary(run_id)
+    with r.pipeline(transaction=True) as pipe:
+        if summary is not None:
+            pipe.set(runs.key(run_id, "summary"), dumps(slim(summary)), xx=True, keepttl=True)
+        pipe.delete(runs.key(run_id), *(runs.key(run_id, name) for name in
+                                        ("walks", "walked", "launched", "finished", "pending",
+                                         *own)),
+                    *(runs.key(run_id, "walk", name) for name in walked))
+        pipe.execute()
+
+
+# Left out of a kept summary: its key names the run and job (`stored_summary` puts them
+# back); the rest only served the run while it ran (its start time is in `started_at`).
+LEFT_OUT = ("run_id", "job", "started_ts", "mode", "since_ts", "marks_before")
+
+
+def slim(summary: Record) -> Record:
+    """The summary as history keeps it: without what its key says or only the running
+    run needed, and without empty values (readers take a missing one as empty)."""
+    return {k: v for k, v in summary.items()
+            if k not in LEFT_OUT and v is not None and v != [] and v != {}}
 
 
 def forget(runs: Runs, run_id: str) -> bool:

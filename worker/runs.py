@@ -25,10 +25,14 @@ Keys (job = gis | segment; every value of a hash is JSON):
     sf:{job}:run:{id}               hash: the run record and its counters
     sf:{job}:run:{id}:summary       the summary (JSON), written once
     sf:{job}:run:{id}:walks         set: the walks still open
+    sf:{job}:run:{id}:walked        set: every walk opened
     sf:{job}:run:{id}:walk:{name}   hash: a walk's checkpoint
     sf:{job}:run:{id}:launched      set: parts handed over
     sf:{job}:run:{id}:finished      set: parts that reported
     sf:{job}:run:{id}:pending       hash: part -> what its redo needs, until it reports
+
+A job with a `ttl` has every key of a run expire that long after its last write; one
+that never resumes a run (GIS) keeps only its summary once written (`run_history.compact`).
 """
 
 from __future__ import annotations
@@ -57,6 +61,12 @@ Summarize = Callable[[str, str | None], Record]
 # (run id, open walks, lost parts {part: what launch kept}): send them again.
 Relaunch = Callable[[str, list[str], dict[str, Any]], None]
 
+_COUNT = """  -- into a run's record only while it exists (not into a compacted run's)
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
 _CANCEL = """
 if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2])
@@ -77,11 +87,17 @@ class Runs:
     """The runs of one job. `summarize` builds a summary from the run's state; `ended`
     follows a summary written; `relaunch` (set by the job's tasks) resends lost work."""
 
-    def __init__(self, job: str, summarize: Summarize, *, ttl: int | None = None,
+    def __init__(self, job: str, summarize: Summarize, *,
+                 ttl: int | Callable[[], int] | None = None,
                  ended: Callable[[Record], None] | None = None) -> None:
-        self.job, self.summarize, self.ttl, self.ended = job, summarize, ttl, ended
+        self.job, self.summarize, self._ttl, self.ended = job, summarize, ttl, ended
         self.relaunch: Relaunch | None = None
         JOBS[job] = self
+
+    @property
+    def ttl(self) -> int | None:
+        """Seconds a run's keys live (a callable reads the settings, never at import)."""
+        return self._ttl() if callable(self._ttl) else self._ttl
 
     def key(self, run_id: str, *parts: object) -> str:
         return run_key(self.job, run_id, *parts)
@@ -90,8 +106,9 @@ class Runs:
         return store.key(self.job, "runs", "open")
 
     def _keep(self, pipe: Pipeline, *keys: str) -> None:
-        for name in keys if self.ttl else ():
-            pipe.expire(name, self.ttl)
+        ttl = self.ttl
+        for name in keys if ttl else ():
+            pipe.expire(name, ttl)
 
     def _touch(self, pipe: Pipeline, run_id: str) -> None:
         pipe.zadd(self.open_index(), {run_id: time.time()}, xx=True)
@@ -100,6 +117,8 @@ class Runs:
     def start(self, run_id: str, kind: str, /, **fields: Any) -> bool:
         """Create the run record (status running); False if the run exists already."""
         r = store.client()
+        if r.exists(self.key(run_id, "summary")):  # ended (and compacted) already
+            return False
         if not r.hsetnx(self.key(run_id), "run_id", dumps(run_id)):
             return False
         started = time.time()
@@ -117,20 +136,15 @@ class Runs:
 
     def update(self, run_id: str, /, **fields: Any) -> None:
         if fields:
-            store.client().hset(self.key(run_id),
-                                mapping={k: dumps(v) for k, v in fields.items()})
+            store.client().hset(self.key(run_id), mapping={k: dumps(v) for k, v in fields.items()})
 
     def count(self, run_id: str | None, counters: dict[str, int]) -> None:
         """Add to the run's counters (any task of the run, at the same time). Not an
         activity of the run: a counter moves often (a profile fetched) and a task that
         counts holds its message anyway; walks and parts are what the recovery watches."""
-        if not run_id:
-            return
-        with store.client().pipeline(transaction=False) as pipe:
-            for name, value in counters.items():
-                if value:
-                    pipe.hincrby(self.key(run_id), name, value)
-            pipe.execute()
+        moved = [x for name, value in counters.items() if value for x in (name, value)]
+        if run_id and moved:
+            store.client().eval(_COUNT, 1, self.key(run_id), *moved)
 
     def halt(self, run_id: str | None, reason: str) -> None:
         """A run-wide failure (a 401) stops the run; the first reason stays."""
@@ -138,6 +152,7 @@ class Runs:
             with store.client().pipeline(transaction=True) as pipe:
                 pipe.hsetnx(self.key(run_id), "error", dumps(reason))
                 pipe.hset(self.key(run_id), "status", dumps(HALTED))
+                self._keep(pipe, self.key(run_id))
                 pipe.execute()
 
     def stopped(self, run_id: str | None) -> str | None:
@@ -168,7 +183,8 @@ class Runs:
             for field, value in checkpoint.items():
                 pipe.hsetnx(walk, field, dumps(value))
             pipe.sadd(walks, name)
-            self._keep(pipe, walk, walks)
+            pipe.sadd(self.key(run_id, "walked"), name)
+            self._keep(pipe, walk, walks, self.key(run_id, "walked"))
             self._touch(pipe, run_id)
             pipe.execute()
 
@@ -328,7 +344,7 @@ def stored_record(job: str, run_id: str) -> Record | None:
 
 
 def stored_summary(job: str, run_id: str) -> Record | None:
-    """A run's summary as written (the one place that reads it: `worker.run_history`
-    lists runs through it too)."""
+    """A run's summary (the one place that reads it: `worker.run_history` lists runs
+    through it too), with the run id and job its key names (a kept one leaves them out)."""
     raw = store.client().get(run_key(job, run_id, "summary"))
-    return json.loads(raw) if raw else None
+    return {"run_id": run_id, "job": job, **json.loads(raw)} if raw else None

@@ -109,7 +109,7 @@ class Settings(BaseSettings):
                                     "message is redelivered")
     max_retry_countdown: int = Field(10, gt=0, description="longest wait a retry holds "
                                      "as a countdown; longer waits are parked in Redis")
-    result_expires: int = Field(86400, gt=0)
+    result_expires: int = Field(3600, gt=0)
 
     # customer.io Track API
     customerio_track_url: str = "https://track.customer.io"
@@ -156,7 +156,8 @@ class Settings(BaseSettings):
     gis_status_events: str | None = Field(None, description="JSON object overriding the "
                                           "status -> [step, event type, timestamp field] table")
     cold_start_event_window: int = Field(72 * 3600, ge=0)
-    gis_runs_kept: int = Field(50, gt=0)
+    gis_runs_kept_days: int = Field(14, gt=0, description="days a GIS run's summary is "
+                                    "kept and listed")
     gis_scan_lock_timeout: int = Field(60, gt=0, description="seconds; renewed while a "
                                        "scan runs, so a dead scan frees it this fast")
     gis_batch_threshold: int = Field(200, ge=0, description="changed records from which a "

@@ -3,6 +3,7 @@ on a real Redis, and the CLI that lists both jobs' runs."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -215,3 +216,35 @@ def test_cli_runs_lists_both_jobs(redis_url, redis_client):
                       ("segment", "mig-1", "running")}
     table = syncfleet("runs", REDIS_URL=redis_url).stdout
     assert "scan-1" in table and "mig-1" in table and "finished_with_errors" in table
+
+
+def test_an_ended_gis_run_is_its_slim_summary_alone_and_stays_so(redis_client):
+    from worker.gis_sync import run_state, state, walk
+    from worker.gis_sync.run_state import GIS
+    from worker.settings import Settings
+
+    scope = state.Scope(1340, "ws-test")
+    run_state.start_run("g1", "scan", scope, mode="scan", since_ts=None, marks_before={})
+    run_state.open_walks("g1", {"people": None}, moves_marks=False, holds_lock=False)
+    GIS.launch("g1", {"people:0": ["person:1"]})
+    run_state.add_notes("g1", [{"kind": "person", "id": "1", "reason": "bad"}], [])
+    GIS.count("g1", {"people_seen": 1})
+    GIS.report("g1", "people:0")
+    run_state.end_walk("g1", "people", None)  # the last thing: the run ends
+
+    assert sorted(redis_client.scan_iter("sf:gis:run:g1*")) == ["sf:gis:run:g1:summary"]
+    kept = json.loads(redis_client.get("sf:gis:run:g1:summary"))
+    assert not {"run_id", "job", "started_ts", "mode", "since_ts", "marks_before"} & set(kept)
+    assert kept["errors"] == [{"kind": "person", "id": "1", "reason": "bad"}]
+    assert "warnings" not in kept  # empty: left out
+    summary = GIS.summary("g1")  # read back whole: its key names the run and job
+    assert (summary["run_id"], summary["job"], summary["people_seen"]) == ("g1", "gis", 1)
+    assert 13 * 86400 < redis_client.ttl("sf:gis:run:g1:summary") <= 14 * 86400
+
+    # Late copies of its tasks bring nothing back, and its id never starts a run again.
+    GIS.count("g1", {"people_seen": 5})
+    run_state.add_notes("g1", [{"kind": "person", "id": "2", "reason": "late"}], [])
+    assert walk.step("g1", "people", None, Settings(), None, time.monotonic() + 5) == 0
+    assert not GIS.start("g1", "scan")
+    assert sorted(redis_client.scan_iter("sf:gis:run:g1*")) == ["sf:gis:run:g1:summary"]
+    assert run_history.recent(5, job="gis")[0]["people_seen"] == 1

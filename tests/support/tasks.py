@@ -11,18 +11,18 @@ from worker.tasking import FleetTask
 LONG_WAIT = 3.0  # seconds a "429-long" asks for: more than the tests' MAX_RETRY_COUNTDOWN
 
 
-@app.task(name="tests.add")
+@app.task(name="tests.add", ignore_result=False)
 def add(x: int, y: int) -> int:
     return x + y
 
 
-@app.task(name="tests.total")
+@app.task(name="tests.total", ignore_result=False)
 def total(numbers: list[int]) -> int:
     return sum(numbers)
 
 
 @app.task(name="tests.scripted", base=FleetTask, bind=True, max_retries=2,
-          max_budget_waits=5, max_continues=3, backoff_base=0.01)
+          max_budget_waits=5, max_continues=3, backoff_base=0.01, ignore_result=False)
 def scripted(self: FleetTask, script: list[str]) -> int:
     """Per attempt: "budget" (no budget now), "5xx" (a transient failure), "continue"
     (checkpointed, go on), "429-long" (a Retry-After of LONG_WAIT s) or "ok"."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from worker.cli import control, display, sending
 from worker.cli.display import EXIT_OK, Parser, emit_json, fail_line
-from worker.cli.shared import confirm, positive, print_runs
+from worker.cli.shared import add_run_filters, confirm, print_runs, run_filters
 
 FOLLOW_BARS = ("records synced",)
 
@@ -17,7 +17,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     gis = sub.add_parser("gis", help="the GIS -> customer.io sync")
     commands = gis.add_subparsers(dest="gis_command", required=True, parser_class=Parser)
     runs = commands.add_parser("runs", help="the latest scans and backfills")
-    runs.add_argument("-n", type=positive, default=10)
+    add_run_filters(runs, default_n=10)
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(run=show_runs)
     failed = commands.add_parser("failed", help="records failing (retried) and dead")
@@ -56,7 +56,8 @@ def iso_date(text: str) -> str:
 def show_runs(args: argparse.Namespace) -> int:
     from worker import run_history
 
-    return print_runs(run_history.recent(args.n, job="gis"), args.json, "no GIS runs yet")
+    return print_runs(run_history.recent(**run_filters(args), job="gis"), args.json,
+                      "no GIS runs yet")
 
 
 def show_failed(args: argparse.Namespace) -> int:
@@ -139,11 +140,16 @@ def _start(args: argparse.Namespace, task: str, kwargs: dict[str, Any]) -> int:
 def _progress(run_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     from worker.gis_sync.run_state import GIS
 
-    record = GIS.get(run_id) or {}
+    # An ended run is its summary alone (its record goes when the summary is written).
+    summary = GIS.summary(run_id)
+    record = summary or GIS.get(run_id)
+    if record is None:  # it ended in between
+        summary = GIS.summary(run_id)
+        record = summary or {}
     done = record.get("people_seen", 0) + record.get("applications_seen", 0)
-    walking = GIS.progress(run_id)["walks_open"] > 0
+    walking = summary is None and GIS.progress(run_id)["walks_open"] > 0
     total = None if walking else record.get("records_launched", 0)
-    return {FOLLOW_BARS[0]: (done, total)}, GIS.summary(run_id)
+    return {FOLLOW_BARS[0]: (done, total)}, summary
 
 
 def print_summary(out: Any, summary: dict[str, Any], limit: int = 20) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from worker import run_history
 from worker.cli import display, sending
 from worker.cli.display import EXIT_OK, emit_json, fail_line
-from worker.cli.shared import positive, print_runs
+from worker.cli.shared import add_run_filters, positive, print_runs, run_filters
 
 FOLLOW_BARS = ("profiles fetched", "customers confirmed")
 
@@ -24,7 +24,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=show_status)
     listing = sub.add_parser("runs", help="the latest runs of both jobs, newest first")
-    listing.add_argument("-n", type=positive, default=20, help="how many")
+    add_run_filters(listing, default_n=20)
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(run=list_runs)
 
@@ -145,4 +145,4 @@ def show_status(args: argparse.Namespace) -> int:
 
 
 def list_runs(args: argparse.Namespace) -> int:
-    return print_runs(run_history.recent(args.n), args.json, "no runs yet")
+    return print_runs(run_history.recent(**run_filters(args)), args.json, "no runs yet")

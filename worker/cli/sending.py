@@ -107,6 +107,7 @@ def start(task: str, kwargs: dict[str, Any], deadline: Deadline, anyway: bool) -
     except TimeoutError:
         raise deadline.ran_out(f"{task} was queued but no worker had started it") from None
     finally:
+        result.forget()  # read once, here: nobody else looks for it
         display.release(result)
     if failed:
         refused = isinstance(answer, AuthError)

@@ -2,7 +2,9 @@
 read GIS, the records it rejected, its summary, and its LC's scan lock (no Celery here).
 
 Keys, besides the engine's (the run record, summary, walks, parts and the open-runs
-index `sf:gis:runs:open`, listed in `worker/runs.py`):
+index `sf:gis:runs:open`, listed in `worker/runs.py`). Every key of a run expires
+`GIS_RUNS_KEPT_DAYS` after its last write; once the summary is written, it is the run's
+only key (the others are deleted: `run_history.compact`):
 
     sf:gis:run:{id}:walk:{s}     the engine's walk checkpoint of stream s: cursor, pages,
                                  newest updated_at handed over, moves_marks, holds_lock;
@@ -34,7 +36,6 @@ log = logging.getLogger(__name__)
 
 RETRIES = "retries"  # the walk over failed records due for a retry
 REDO = "redo:"  # a walk that reads again, by id, the records of a part whose message was lost
-RUN_TTL = 7 * 86400
 NOTES_KEPT = 1000  # errors and warnings named in a run's summary (their counts are exact)
 
 
@@ -62,12 +63,19 @@ def _ended(summary: Record) -> None:
     if summary.get("kind") == "scan" and summary["status"] in runs.STOPPED and \
             not summary.get("dry_run"):
         restore_marks(scope_of(summary), summary.get("marks_before") or {})
-    run_history.keep_newest(GIS.job, get_settings().gis_runs_kept)
+    run_history.compact(GIS, summary["run_id"], NOTES)
+    run_history.forget_older(GIS.job, run_ttl())
     log.info("gis run %s: %s", summary["status"],
              {k: v for k, v in summary.items() if k not in ("errors", "warnings")})
 
 
-GIS = runs.Runs("gis", summarize, ttl=RUN_TTL, ended=_ended)
+def run_ttl() -> int:
+    """Seconds a GIS run is kept: GIS_RUNS_KEPT_DAYS."""
+    return get_settings().gis_runs_kept_days * 86400
+
+
+NOTES = ("errors", "warnings")  # the run's own keys, folded into its summary
+GIS = runs.Runs("gis", summarize, ttl=run_ttl, ended=_ended)
 
 
 def start_run(run_id: str, kind: str, scope: Scope, /, **fields: Any) -> None:
@@ -81,15 +89,15 @@ def scope_of(run: Record) -> Scope:
 def add_notes(run_id: str | None, errors: list[Record], warnings: list[Record]) -> None:
     """The records this run rejected and the fields it dropped, each named once (sets:
     a record handled twice in a run is named once), at most NOTES_KEPT of each."""
-    if not run_id:
-        return
     r = store.client()
+    if not run_id or not r.exists(GIS.key(run_id)):  # none, or ended: its summary is kept
+        return
     for name, found in (("errors", errors), ("warnings", warnings)):
         key = GIS.key(run_id, name)
         if found and r.scard(key) < NOTES_KEPT:
             with r.pipeline(transaction=False) as pipe:
                 pipe.sadd(key, *[json.dumps(n, sort_keys=True) for n in found])
-                pipe.expire(key, RUN_TTL)
+                pipe.expire(key, run_ttl())
                 pipe.execute()
 
 

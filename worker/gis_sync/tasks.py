@@ -8,13 +8,16 @@
                                   page becomes a chord of sync tasks at once
     gis.sync_person | gis.sync_application(id, record=None, run_id=None, mode, since)
     gis.sync_batch(people, applications, run_id=None, mode="scan", since=None)
-    gis.part_done(results, run_id, part)  chord body: the part has reported; the run's
-                                  summary is written, once, by whichever caller finds the
-                                  run complete
+    gis.part_done(results, run_id, part, headers)  chord body: the part has reported
+                                  (its header's results forgotten); the run's summary is
+                                  written, once, by whichever caller finds it complete
     gis.runs(n=10)                the last n runs, newest first
     gis.failed()                  records that failed and are retried by the next scan
 
-Everything a task takes or returns is JSON and free of credentials.
+Everything a task takes or returns is JSON and free of credentials. Results are stored
+(for RESULT_EXPIRES) only where someone reads them: gis.scan, gis.backfill (the CLI,
+`celery call`), gis.runs, gis.failed, and the chord headers (gis.sync_*: their body
+forgets them); beat's scans send `ignore_result` (beat/schedule.py).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def _settings() -> Settings:
 
 # --- gis.scan / gis.backfill: start a run -------------------------------------------------
 
-@app.task(name="gis.scan", base=FleetTask, bind=True)
+@app.task(name="gis.scan", base=FleetTask, bind=True, ignore_result=False)
 def scan(self: FleetTask, lc: int | None = None) -> dict[str, Any]:
     """Start a scan of each LC of GIS_HOME_LC_ID (or of `lc`), unless the schedule is
     paused (`pause.py`): a run per LC, with its own marks and lock; the LCs share the
@@ -67,7 +70,7 @@ def scan(self: FleetTask, lc: int | None = None) -> dict[str, Any]:
             else "skipped", "runs": started}
 
 
-@app.task(name="gis.backfill", base=FleetTask, bind=True)
+@app.task(name="gis.backfill", base=FleetTask, bind=True, ignore_result=False)
 def backfill(self: FleetTask, since: str | None = None, person_ids: list[str] | None = None,
              application_ids: list[str] | None = None, lc: int | None = None
              ) -> dict[str, Any]:
@@ -128,7 +131,16 @@ def _launch(run_id: str, part: str, people: list[Record], applications: list[Rec
         header = [sync_person.s(str(p.get("id")), record=p, **common) for p in people]
         header += [sync_application.s(str(a.get("id")), record=a, **common)
                    for a in applications]
-    chord(header)(part_done.s(run_id, part))
+    # Each header task's id names its run, part and place, so the body forgets their
+    # results once it has them (a chord's header must store its results; nobody else
+    # reads them).
+    for i, signature in enumerate(header):
+        signature.set(task_id=header_id(run_id, part, i))
+    chord(header)(part_done.s(run_id, part, len(header)))
+
+
+def header_id(run_id: str, part: str, i: int) -> str:
+    return f"{run_id}:{part}:{i}"
 
 
 # --- the sync tasks (chord headers) ---------------------------------------------------------
@@ -143,7 +155,7 @@ class SyncTask(FleetTask):
         return sync.give_up(people, applications, f"gave up after retries: {exc}", job)
 
 
-@app.task(name="gis.sync_person", base=SyncTask, bind=True)
+@app.task(name="gis.sync_person", base=SyncTask, bind=True, ignore_result=False)
 def sync_person(self: FleetTask, person_id: str, record: Record | None = None,
                 run_id: str | None = None, mode: str = SCAN,
                 since: int | None = None) -> dict[str, Any]:
@@ -154,7 +166,7 @@ def sync_person(self: FleetTask, person_id: str, record: Record | None = None,
     return sync.sync_records([record], [], Job(settings, run_id, mode, since))
 
 
-@app.task(name="gis.sync_application", base=SyncTask, bind=True)
+@app.task(name="gis.sync_application", base=SyncTask, bind=True, ignore_result=False)
 def sync_application(self: FleetTask, application_id: str, record: Record | None = None,
                      run_id: str | None = None, mode: str = SCAN,
                      since: int | None = None) -> dict[str, Any]:
@@ -165,7 +177,7 @@ def sync_application(self: FleetTask, application_id: str, record: Record | None
     return sync.sync_records([], [record], Job(settings, run_id, mode, since))
 
 
-@app.task(name="gis.sync_batch", base=SyncTask, bind=True)
+@app.task(name="gis.sync_batch", base=SyncTask, bind=True, ignore_result=False)
 def sync_batch(self: FleetTask, people: list[Record], applications: list[Record],
                run_id: str | None = None, mode: str = SCAN,
                since: int | None = None) -> dict[str, Any]:
@@ -177,20 +189,28 @@ def sync_batch(self: FleetTask, people: list[Record], applications: list[Record]
 # --- the end of a part, and what people ask -------------------------------------------------
 
 @app.task(name="gis.part_done", base=FleetTask, bind=True)
-def part_done(self: FleetTask, results: list[Any], run_id: str, part: str) -> dict[str, Any]:
-    """Chord body: the part's sync tasks have all reported; the run ends if it was the
-    last thing it waited for."""
+def part_done(self: FleetTask, results: list[Any], run_id: str, part: str,
+              headers: int = 0) -> dict[str, Any]:
+    """Chord body: the part's sync tasks have all reported (their results forgotten);
+    the run ends if it was the last thing it waited for."""
+    _forget_results([header_id(run_id, part, i) for i in range(headers)])
     GIS.report(run_id, part)
     summary = GIS.finish_if_complete(run_id)
     return summary or {"run_id": run_id, "part": part, **GIS.progress(run_id)}
 
 
-@app.task(name="gis.runs")
+def _forget_results(task_ids: list[str]) -> None:
+    backend = app.backend
+    for i in range(0, len(task_ids), 500):
+        backend.client.delete(*[backend.get_key_for_task(t) for t in task_ids[i:i + 500]])
+
+
+@app.task(name="gis.runs", ignore_result=False)
 def list_runs(n: int = 10) -> list[dict[str, Any]]:
     return run_history.recent(n, job=GIS.job)
 
 
-@app.task(name="gis.failed")
+@app.task(name="gis.failed", ignore_result=False)
 def failed_records() -> dict[str, dict[str, dict[str, Any]]]:
     """The records waiting for a retry, and those given up (dead), with their reasons."""
     ws = state.workspace(get_settings())

@@ -55,6 +55,8 @@ def step(run_id: str, stream: str, gis: GisClient, settings: Settings, launch: L
     one ended. A 401 halts the run (the walk ends); retryable failures raise (the task
     retries from the checkpoint)."""
     walk = GIS.walk(run_id, stream)
+    if walk is None and GIS.summary(run_id) is not None:
+        return 0  # a late copy of a walk of an ended run (it keeps no checkpoint)
     if walk is None or not GIS.is_walking(run_id, stream):
         return None if walk is None else run_state.end_walk(run_id, stream, None)
     run = GIS.get(run_id) or {}

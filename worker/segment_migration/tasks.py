@@ -30,7 +30,7 @@ from worker.tasking import FleetTask
 log = logging.getLogger(__name__)
 
 
-@app.task(name="segment.migrate", base=FleetTask, bind=True)
+@app.task(name="segment.migrate", base=FleetTask, bind=True, ignore_result=False)
 def migrate(self: FleetTask, run_id: str | None = None, slice_size: int | None = None) -> str:
     """Start a run (or resume `run_id`): returns the run id at once; segment.plan walks."""
     run_id = run_id or start.new_run_id()
@@ -93,7 +93,9 @@ class SliceTask(FleetTask):
         return record
 
 
-@app.task(name="segment.migrate_slice", base=SliceTask, bind=True, max_retries=8)
+# Its small record is stored: a chord's body may read it.
+@app.task(name="segment.migrate_slice", base=SliceTask, bind=True, max_retries=8,
+          ignore_result=False)
 def migrate_slice(self: SliceTask, run_id: str, slice_no: int,
                   segment_ids: list[str] | None = None) -> Record:
     """Fetch, map and upsert one slice; its record is stored and reported before it is
@@ -125,7 +127,7 @@ def _slice_record(run_id: str, slice_no: int, deadline: float) -> Record:
                                      f"{type(exc).__name__}: {exc}")
 
 
-@app.task(name="segment.status")
+@app.task(name="segment.status", ignore_result=False)
 def status(run_id: str) -> Record | None:
     """Slices finished of total, the counts so far, and the summary once it exists."""
     progress = state.progress(run_id)
