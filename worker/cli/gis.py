@@ -1,11 +1,11 @@
-"""`syncfleet gis runs|failed|scan|backfill`: the GIS -> customer.io job."""
+"""`syncfleet gis runs|failed|scan|backfill|explain`: the GIS -> customer.io job."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from worker.cli import display, sending
+from worker.cli import display, explain, sending
 from worker.cli.display import EXIT_OK, Parser, emit_json, fail_line
 from worker.cli.shared import positive, print_runs
 
@@ -37,6 +37,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     backfill.add_argument("--application", action="append", default=[], metavar="ID")
     _follow_options(backfill)
     backfill.set_defaults(run=start_backfill)
+    explain.add_gis_command(commands)
 
 
 def _follow_options(command: argparse.ArgumentParser) -> None:
