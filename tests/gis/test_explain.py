@@ -96,3 +96,24 @@ def test_an_id_nobody_knows_is_one_line_and_exit_1(gis_world, redis_client):
                                    "knows nothing of it")
     code, shown = syncfleet_json("gis", "explain", "application", "987654321")
     assert code == 1 and shown["error"]["code"] == "not_found"
+
+
+def test_a_run_reference_rides_with_the_state_and_older_values_still_read(redis_client):
+    from worker.gis_sync import state
+
+    ws, digests = "ws-test", state.digests({"email": "a@b.org", "first_name": "Ann"})
+    at = 1_800_000_123
+    state.save_sent(ws, {"p1": digests}, state.run_ref("0f1e2d3c-aaaa-bbbb-cccc-1234567890ab",
+                                                       at))
+    state.save_steps(ws, {"a1": -2}, state.run_ref("backfill-17", at))
+    assert state.sent(ws, ["p1"]) == {"p1": digests}
+    assert state.accepted(ws, "p1") == (digests, state.Ref(at, "567890ab"))
+    assert state.steps(ws, ["a1"]) == {"a1": -2}
+    assert state.step_accepted(ws, "a1") == (-2, state.Ref(at, "kfill-17"))
+    # Written before references existed (or outside a run): read as they were.
+    redis_client.hset(state.ws_key(ws, "sent"), "p2", state.encode(digests))
+    redis_client.hset(state.ws_key(ws, "steps"), "a2", "3")
+    assert state.accepted(ws, "p2") == (digests, None)
+    assert state.step_accepted(ws, "a2") == (3, None)
+    state.save_steps(ws, {"a3": 1}, state.run_ref(None, at))
+    assert state.step_accepted(ws, "a3") == (1, state.Ref(at, None))
