@@ -60,9 +60,15 @@ def explain_gis(args: argparse.Namespace) -> int:
                         ("pending", "Events the next sync would send")):
         if found.get(name):
             display.table(title, ("name", "id", "timestamp", "at", "certain"),
-                          ([e["name"], e["id"], e["timestamp"], e["at"], e.get("certain", "")]
+                          ([e["name"], e["id"], e["timestamp"], e["at"], _certain(e)]
                            for e in found[name]), out)
     return EXIT_OK
+
+
+def _certain(event: dict[str, Any]) -> str:
+    if "certain" not in event:
+        return ""  # a pending event: not sent yet
+    return "yes" if event["certain"] else "unless older than the cold-start window"
 
 
 def _gis_rows(found: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -77,14 +83,15 @@ def _gis_rows(found: dict[str, Any]) -> list[tuple[str, Any]]:
         rows.append(("differs now", ", ".join(found.get("differs") or []) or "nothing"))
     else:
         now = found.get("now") or {}
-        rows += [("step accepted", accepted.get("step")),
+        rows += [("step accepted", "none" if accepted.get("step") is None
+                  else accepted["step"]),
                  ("status now (step)", f"{now.get('status')} ({now.get('step')})"),
                  ("person", f"{found.get('person_id')} (identified: "
                             f"{'yes' if found.get('person_accepted') else 'no'})")]
     if found.get("malformed"):
         rows.append(("unusable", found["malformed"]))
-    rows.append(("failed", f"{entry['list']}: {entry['reason']} ({entry['attempts']} "
-                           f"attempts)" if entry else "no"))
+    rows.append(("failed", f"{entry['list']}: {entry['reason']} (attempts: "
+                           f"{entry['attempts']})" if entry else "no"))
     rows.append(("last run", _run_line(run)))
     return rows
 
