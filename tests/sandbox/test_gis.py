@@ -228,6 +228,26 @@ def test_single_lookups(sandbox_env) -> None:
     assert data(gql(sb, '{ person(id: "1") { id } }')) == {"person": None}
 
 
+def test_editing_a_person_as_gis_would(sandbox_env) -> None:
+    sb = sandbox_env
+    before = sb.admin.world_people()[5]
+    mark = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    edited = sb.admin.edit_person(before["id"], last_name="Edited", nps_score=9)
+    assert (edited["last_name"], edited["full_name"], edited["nps_score"]) == \
+        ("Edited", f"{before['first_name']} Edited", 9)
+    assert ts(edited["updated_at"]) >= mark
+    query = "query($id: ID!) { person(id: $id) { id last_name updated_at } }"
+    assert data(gql(sb, query, {"id": before["id"]}))["person"] == {
+        "id": before["id"], "last_name": "Edited", "updated_at": edited["updated_at"]}
+    since = mark.strftime("%Y-%m-%dT%H:%M:%SZ")
+    changed = walk(sb, PEOPLE, "allPeople", 500, filters={"last_interaction": {"from": since}})
+    assert [p["id"] for p in changed] == [before["id"]]
+    for path, body in ((before["id"], {"email": "x@y.org"}), (before["id"], {"nps_score": "9"}),
+                       ("1", {"last_name": "X"}), (before["id"], {})):
+        refused = requests.post(f"{sb.url}/admin/world/people/{path}", json=body, timeout=5)
+        assert refused.status_code == 400 and refused.json()["error"], body
+
+
 # --- the world -----------------------------------------------------------------------------
 NOW = "2026-06-01T12:00:00+00:00"
 
