@@ -28,10 +28,6 @@ from sandbox.worlds.added import schema_problems
 from sandbox.worlds.gis import World
 
 API = "gis"
-# Fields of a generated person `POST /admin/world/people/{id}` may set, and their types.
-EDITABLE: dict[str, tuple[type, ...]] = {
-    "first_name": (str,), "last_name": (str,), "status": (str,), "dob": (str, type(None)),
-    "interviewed": (bool,), "can_apply": (bool,), "nps_score": (int, type(None))}
 TOKEN_LIFETIME = 7200  # seconds, what the refresh answer announces
 
 # Doorkeeper (the Rails OAuth server behind auth.aiesec.org) bodies.
@@ -174,26 +170,6 @@ class Gis:
                 problems.append(str(exc))
         return problems
 
-    def edit(self, person_id: str, fields: Any) -> dict[str, Any] | str:
-        """Edit a generated person as GIS would (its updated_at now): the person as
-        served, or the problem (an unknown id, a field outside EDITABLE, a bad type)."""
-        person = self.world.people_by_id.get(int(person_id)) if person_id.isdigit() else None
-        if person is None:
-            return f"no generated person {person_id}"
-        if not isinstance(fields, dict) or not fields:
-            return "expected {field: value} of " + ", ".join(sorted(EDITABLE))
-        for name, value in fields.items():
-            kinds = EDITABLE.get(name)
-            if kinds is None or not isinstance(value, kinds) or \
-                    (isinstance(value, bool) and bool not in kinds):
-                return f"{name}: not an editable field of that type ({sorted(EDITABLE)})"
-        for name, value in fields.items():
-            setattr(person, name, value)
-        stamp = max(int(datetime.now(UTC).timestamp()), self.world.now + 1)
-        person.updated_ts = person.last_active_ts = max(person.updated_ts, stamp)
-        self.world.people_index.changed([person])
-        return person.to_json()
-
     def expire_token(self) -> None:
         """Every access token issued so far stops working (401) until a refresh."""
         for token in self.tokens:
@@ -261,20 +237,26 @@ def admin_routes(ctx: Sandbox) -> list[BaseRoute]:
         return JSONResponse({"applications": [a.to_json()
                                               for a in _gis(ctx).world.applications]})
 
-    async def edit(request: Request) -> JSONResponse:
-        """POST /admin/world/people/{id} {field: value}: a generated person edited."""
+    async def edit_person(request: Request) -> JSONResponse:
+        """POST /admin/world/people/{id} {"field": value, ...}: edit a generated person
+        (sandbox/worlds/gis_records.py EDITABLE), updated_at = now."""
         try:
-            fields = await request.json()
+            changes = await request.json()
         except ValueError:
-            fields = None
-        edited = _gis(ctx).edit(request.path_params["person_id"], fields)
-        if isinstance(edited, str):
-            return JSONResponse({"error": edited}, status_code=400)
-        return JSONResponse({"person": edited})
+            changes = None
+        if not isinstance(changes, dict) or not changes:
+            return JSONResponse({"error": "expected {\"field\": value, ...}"}, status_code=400)
+        try:
+            person = _gis(ctx).world.edit_person(request.path_params["id"], changes)
+        except KeyError:
+            return JSONResponse({"error": "no generated person with this id"}, status_code=404)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"person": person.to_json()})
 
     return [
         Route("/gis/expire_token", expire, methods=["POST"]),
-        Route("/world/people/{person_id}", edit, methods=["POST"]),
+        Route("/world/people/{id}", edit_person, methods=["POST"]),
         Route("/advance", advance, methods=["POST"]),
         Route("/world/people", people, methods=["GET", "POST"]),
         Route("/world/applications", applications, methods=["GET", "POST"]),
