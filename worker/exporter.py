@@ -34,6 +34,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from worker import broker, health, heartbeat, metrics, parking, run_history, runs
 from worker.gis_sync import failed as gis_failed
+from worker.gis_sync import pause as gis_pause
 from worker.gis_sync import state as gis_state
 from worker.gis_sync.ladder import to_unix
 from worker.gis_sync.run_state import GIS
@@ -60,9 +61,9 @@ LABELS = {"job": "sync"}  # stored name -> served name (Prometheus owns `job`)
 HISTOGRAMS = ("task_seconds",)
 GAUGES = ("redis_up", "workers_alive", "gis_last_success_timestamp_seconds",
           "gis_seconds_since_success", "gis_stale_after_seconds", "gis_scan_lag_seconds",
-          "gis_scan_interval_seconds", "gis_failed_records", "gis_failed_records_limit",
-          "run_halted", "queue_depth", "held_messages", "parked_tasks", "migrations_running",
-          "migration_profiles")
+          "gis_scan_interval_seconds", "gis_paused", "gis_failed_records",
+          "gis_failed_records_limit", "run_halted", "queue_depth", "held_messages",
+          "parked_tasks", "migrations_running", "migration_profiles")
 # Every series name the exporter can serve (the alert rules and the dashboard use these).
 METRIC_NAMES = frozenset(
     [PREFIX + n + "_total" for n in HELP] + [PREFIX + n for n in GAUGES]
@@ -135,7 +136,8 @@ def gis_gauges(now: float) -> Iterator[Metric]:
                              labels=["lc"])
     since = GaugeMetricFamily(PREFIX + "gis_seconds_since_success",
                               "Seconds since the LC's last successful GIS scan, or since the "
-                              "fleet's first start while none has succeeded", labels=["lc"])
+                              "fleet's first start while none has succeeded, or since the "
+                              "GIS sync was resumed when that is later", labels=["lc"])
     lag = GaugeMetricFamily(PREFIX + "gis_scan_lag_seconds",
                             "Now minus the LC's oldest high-water mark", labels=["lc"])
     for scope in gis_state.scopes(settings):
@@ -153,6 +155,9 @@ def gis_gauges(now: float) -> Iterator[Metric]:
                  health.stale_after(settings))
     yield _gauge("gis_scan_interval_seconds", "GIS_SCAN_INTERVAL: beat starts a scan this often",
                  settings.gis_scan_interval)
+    yield _gauge("gis_paused", "1 while an operator has paused the GIS schedule (`syncfleet "
+                 "gis pause`): no scan starts, and staleness does not alert",
+                 float(gis_pause.paused() is not None))
     sizes = gis_failed.sizes(gis_state.workspace(settings))
     family = GaugeMetricFamily(PREFIX + "gis_failed_records",
                                "GIS records failing (retried) or dead (given up)",

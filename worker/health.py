@@ -13,7 +13,10 @@ The fleet's verdict (`verdict`) is unhealthy when:
     gis_scan_fresh      (one per LC, GIS configured) no scan has succeeded for more than
                         STALE_SCANS x GIS_SCAN_INTERVAL, counted from the fleet's first
                         start while none has: the bound of the exporter's
-                        `syncfleet_gis_stale_after_seconds` and of the alert
+                        `syncfleet_gis_stale_after_seconds` and of the alert; after
+                        a pause, counted from its end when later
+    gis_paused          (instead of gis_scan_fresh, always ok) the GIS schedule is paused
+                        by an operator (`syncfleet gis pause`): who, since when, why
 
 Each check reads Redis only: the verdict never waits behind queued work.
 
@@ -38,6 +41,7 @@ import redis
 
 from worker import heartbeat, run_history, runs, store
 from worker.gis_sync import failed as gis_failed
+from worker.gis_sync import pause as gis_pause
 from worker.gis_sync import state as gis_state
 from worker.gis_sync.run_state import GIS
 from worker.segment_migration.state import SEGMENT
@@ -133,26 +137,38 @@ def _failed_records(settings: Settings) -> Check:
 
 
 def _gis_freshness(settings: Settings, now: float) -> list[Check]:
-    """Each LC's last successful scan (or, before any, the fleet's first start) is
-    recent enough."""
+    """Each LC's last successful scan (or, before any, the fleet's first start; or the
+    end of a pause, when later) is recent enough; a paused schedule is one ok check."""
+    paused = gis_pause.paused()
+    if paused is not None:
+        return [Check("gis_paused", True, gis_pause.describe(paused) + " (`syncfleet gis "
+                      "resume` resumes it)", {"by": paused["by"], "since": paused["since"],
+                                               "reason": paused["reason"]})]
     limit = stale_after(settings)
     checks = []
     for scope in gis_state.scopes(settings):
-        age, succeeded = gis_state.seconds_since_success(scope, now)
+        age, counted = gis_state.seconds_since_success(scope, now)
         extra = {"lc": scope.lc, "seconds": round(age, 1), "stale_after": limit}
-        if succeeded:
-            detail = f"last GIS scan of LC {scope.lc} {age:.0f}s ago"
-            stale = (f"the last successful GIS scan of LC {scope.lc} finished {age:.0f}s "
-                     f"ago, more than {STALE_SCANS} x GIS_SCAN_INTERVAL = {limit}s: is beat "
-                     "running?")
-        else:
-            detail = f"no GIS scan of LC {scope.lc} has finished yet ({age:.0f}s since start)"
-            stale = (f"no GIS scan of LC {scope.lc} has finished in the {age:.0f}s since the "
-                     f"fleet started, more than {STALE_SCANS} x GIS_SCAN_INTERVAL = {limit}s: "
-                     "see `syncfleet gis runs` (beat sends one every GIS_SCAN_INTERVAL)")
+        detail, stale = _freshness_lines(scope.lc, age, counted, limit)
         checks.append(Check("gis_scan_fresh", age <= limit, detail if age <= limit else stale,
                             extra))
     return checks
+
+
+def _freshness_lines(lc: int, age: float, counted: str, limit: int) -> tuple[str, str]:
+    """(the detail when fresh, the detail when stale)."""
+    bound = f"more than {STALE_SCANS} x GIS_SCAN_INTERVAL = {limit}s"
+    if counted == gis_state.SUCCESS:
+        return (f"last GIS scan of LC {lc} {age:.0f}s ago",
+                f"the last successful GIS scan of LC {lc} finished {age:.0f}s ago, {bound}: "
+                "is beat running?")
+    if counted == gis_state.RESUME:
+        return (f"GIS sync resumed {age:.0f}s ago; no scan of LC {lc} has finished since",
+                f"no GIS scan of LC {lc} has finished in the {age:.0f}s since the GIS sync "
+                f"was resumed, {bound}: is beat running? see `syncfleet gis runs`")
+    return (f"no GIS scan of LC {lc} has finished yet ({age:.0f}s since start)",
+            f"no GIS scan of LC {lc} has finished in the {age:.0f}s since the fleet started, "
+            f"{bound}: see `syncfleet gis runs` (beat sends one every GIS_SCAN_INTERVAL)")
 
 
 def beat_verdict(now: float | None = None) -> Verdict:

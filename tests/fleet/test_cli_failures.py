@@ -48,6 +48,7 @@ def stopped_redis_url(tmp_path) -> str:
     return f"redis://:pw4test@127.0.0.1:{port}/0"
 
 
+@pytest.mark.slow  # 14 commands, each giving up on the stopped Redis after its retries (~5 s)
 def test_with_redis_stopped_every_command_says_so_in_one_line(stopped_redis_url):
     for command in COMMANDS:
         done = syncfleet(*command, REDIS_URL=stopped_redis_url, timeout=60)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -35,6 +36,8 @@ from tests.support.prometheus import (
 from tests.support.tools import require
 from worker import health, heartbeat
 from worker.exporter import METRIC_NAMES
+from worker.gis_sync import pause, state
+from worker.settings import get_settings
 
 start = __import__("redis_server").start  # scripts/, put on the path by tests.support.exporter
 
@@ -236,6 +239,37 @@ def test_a_fleet_that_never_scanned_is_stale_after_the_same_bound(
         healthy(prometheus, name)
         alert(prometheus, name, "firing")  # stale again, counted from the last success
         assert prometheus.query("syncfleet_gis_last_success_timestamp_seconds")
+
+
+def test_a_paused_sync_is_not_stale_and_after_its_resume_counts_from_the_resume(
+        prometheus, fleet, gis_world, monkeypatch, redis_client, tmp_path):
+    name = "SyncfleetGisSyncStale"
+    monkeypatch.setenv("GIS_SCAN_INTERVAL", "4")  # stale after 3 x 4 s
+    scope = state.Scope(1340, state.workspace(get_settings()))
+    redis_client.set(scope.key("last_success"), time.time() - 3600)  # paused for an hour
+    pause.pause("ci", "customer.io maintenance")
+    with scraped_exporter(prometheus, tmp_path):
+        healthy(prometheus, name)  # an hour without a scan, but paused
+        (since,) = prometheus.query("syncfleet_gis_seconds_since_success")
+        assert float(since["value"][1]) > 3600
+        assert [float(r["value"][1]) for r in prometheus.query("syncfleet_gis_paused")] == [1]
+        pause.resume()
+        healthy(prometheus, name)  # counted from the resume: not stale at once
+        assert [float(r["value"][1]) for r in prometheus.query("syncfleet_gis_paused")] == [0]
+        alert(prometheus, name, "firing")  # 12 s after the resume without a scan: stale
+    # promtool: an hour-old success while paused holds the alert, and only the pause does:
+    # the same series with the pause lifted fires at the next evaluation.
+    labels = dict(since["metric"])
+    target = {k: labels[k] for k in ("job", "instance")}
+    test = RuleTest(tmp_path, INTERVAL)
+    test.add_series(labels, "4000x20")
+    test.add_series({"__name__": "syncfleet_gis_stale_after_seconds", **target}, "12x20")
+    test.add_series({"__name__": "syncfleet_gis_paused", **target}, "1x10 0x10")
+    test.expect("4m", name, [])
+    test.expect("7m", name, [alert_labels(since, name)], {
+        "summary": "No GIS scan of LC 1340 has succeeded for 1h 6m 40s",
+        "description": RULES[name]["annotations"]["description"]})
+    test.run()
 
 
 def test_a_run_halted_by_a_wrong_key(prometheus, fleet, gis_world, monkeypatch, tmp_path):

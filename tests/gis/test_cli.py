@@ -10,7 +10,7 @@ import sys
 import time
 
 from tests.support import wait_for
-from tests.support.cli import syncfleet, syncfleet_json
+from tests.support.cli import syncfleet, syncfleet_json, syncfleet_tty
 from tests.support.gis import Truth, scan, workspace
 from worker.cli.display import EXIT_HALTED
 from worker.gis_sync import failed
@@ -42,16 +42,19 @@ def test_runs_and_failed_records_and_dropping_one_for_good(fleet, gis_world):
     assert done.returncode == 0 and name not in failed.failing(workspace())
     again = syncfleet("gis", "failed", "--drop", name)
     assert again.returncode == 1 and again.stderr.strip().count("\n") == 0
-    # --drop-all asks first: anything but yes (or no answer at all) keeps them.
-    kept = subprocess.run([sys.executable, "-m", "worker", "gis", "failed", "--drop-all"],
-                          input="n\n", capture_output=True, text=True, timeout=60)
+    # --drop-all asks the person at the terminal first: anything but yes keeps them.
+    kept = syncfleet_tty("gis", "failed", "--drop-all", answer="n\n")
     assert kept.returncode == 1 and "nothing dropped" in kept.stderr
     assert "[y/N]" in kept.stderr
     assert len(failed.failing(workspace())) == len(shown["failed"]) - 1
-    code, declined = syncfleet_json("gis", "failed", "--drop-all")  # stdin: nothing
-    assert code == 1 and declined["error"]["code"] == "declined"
-    asked = subprocess.run([sys.executable, "-m", "worker", "gis", "failed", "--drop-all"],
+    # Without a terminal (a script, a pipe) and without --yes: refused at once, exit 2.
+    code, refused = syncfleet_json("gis", "failed", "--drop-all")
+    assert code == 2 and refused["error"]["code"] == "confirmation"
+    piped = subprocess.run([sys.executable, "-m", "worker", "gis", "failed", "--drop-all"],
                            input="y\n", capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 2 and "pass --yes" in piped.stderr
+    assert len(failed.failing(workspace())) == len(shown["failed"]) - 1
+    asked = syncfleet_tty("gis", "failed", "--drop-all", answer="y\n")
     assert asked.returncode == 0 and "dropped" in asked.stdout
     assert failed.sizes(workspace()) == {"failed": 0, "dead": 0}
     code, dropped = syncfleet_json("gis", "failed", "--drop-all", "--yes")  # a script's way

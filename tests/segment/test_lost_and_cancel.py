@@ -10,6 +10,7 @@ import pytest
 
 from tests.segment.test_migration import user_id
 from tests.support import wait_for
+from tests.support.cli import syncfleet_json
 from tests.support.queues import remove_one
 from tests.support.segment import start_run, start_slow_run, wait_summary
 from worker import recovery
@@ -88,3 +89,35 @@ def test_a_cancelled_migration_hands_nothing_more_over_ends_cancelled_and_resume
     assert second["status"] == "finished"
     assert set(customers) == {user_id(p) for p in world.values() if user_id(p)}
     assert {k: c["upserts"] for k, c in customers.items() if c["upserts"] != 1} == {}
+
+
+def test_syncfleet_cancel_wait_stops_a_running_migration(seg_env, fleet_app, worker_process,
+                                                         monkeypatch):
+    """The operator's way: `syncfleet cancel RUN_ID --yes --wait`. The slices not started
+    at the cancel never read Segment nor write Voucherify, fewer than everyone arrives,
+    nothing reaches either once the run has ended, and the command gives the summary."""
+    admin = seg_env.admin
+    run_id, worker = start_slow_run(seg_env, fleet_app, worker_process, monkeypatch,
+                                    "seg-cli-cancel", latency_ms=100)
+    wait_for(lambda: SEGMENT.progress(run_id)["parts_finished"] >= 1, "a slice done", 60,
+             alive=[worker])
+    code, summary = syncfleet_json("cancel", run_id, "--yes", "--wait", "--timeout", "60")
+    ended_at = time.time()
+    admin.clear_faults("segment")
+
+    assert code == 0 and summary["status"] == "cancelled" and summary["run_id"] == run_id
+    results = state.all_results(run_id)
+    not_started = {n for n, r in results.items()
+                   if r.get("error") == "run cancelled before it started"}
+    assert not_started, results
+    never = {sid for n in not_started for sid in state.slice_ids(run_id, n)}
+    assert [r["path"] for r in admin.requests("segment")
+            if any(sid in r["path"] for sid in never)] == []
+    world = admin.world_profiles()
+    customers = admin.voucherify_customers()["customers"]
+    assert len(customers) < len({user_id(p) for p in world if user_id(p)})
+    assert not {user_id(p) for p in world if p["segment_id"] in never} & set(customers)
+    print(f"cancelled: {len(not_started)} of {len(results)} slices never started, "
+          f"{len(customers)} customers upserted")
+    fleet_app.send_task("segment.status", args=(run_id,)).get(timeout=60)  # moved on
+    assert [r for r in admin.requests() if r["ts"] > ended_at] == []

@@ -13,11 +13,17 @@
     syncfleet migrate [--follow] [--run-id ID] [--slice-size N] [--timeout S] [--queue-anyway]
     syncfleet migrate explain SOURCE_ID [--run-id ID]   one profile's fate in a run
     syncfleet status RUN_ID
+    syncfleet cancel RUN_ID [--job gis|segment] [--yes] [--wait [--timeout S]]
+    syncfleet forget RUN_ID [--job gis|segment] [--yes]
+    syncfleet gis pause [--reason TEXT] [--by WHO]
+    syncfleet gis resume
 
 Every command takes `--json`. Commands read Redis directly (never queued behind work);
 `scan`, `backfill` and `migrate` send a task to the fleet, after checking that a worker
-consumes its queue. A failure is one line on stderr (with `--json`: {"error": {"code",
-"message", "exit_code"}} on stdout), never a traceback.
+consumes its queue. `cancel`, `forget` and `gis failed --drop-all` ask first (`--yes`
+answers; without a terminal to ask on they refuse, exit 2). A failure is one line on
+stderr (with `--json`: {"error": {"code", "message", "exit_code"}} on stdout), never a
+traceback.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import argparse
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from worker.cli import failures, gis, jobs, ops
+from worker.cli import control, failures, gis, jobs, ops
 from worker.cli.display import EXIT_CODES, EXIT_INTERRUPTED, Parser, show_error
 
 
@@ -39,6 +45,7 @@ def parser() -> Parser:
     sub = top.add_subparsers(dest="command", parser_class=Parser, required=True)
     ops.add_commands(sub)
     jobs.add_commands(sub)
+    control.add_commands(sub)
     gis.add_commands(sub)
     return top
 

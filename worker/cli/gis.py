@@ -1,13 +1,14 @@
-"""`syncfleet gis runs|failed|scan|backfill|explain`: the GIS -> customer.io job."""
+"""`syncfleet gis runs|failed|scan|backfill` (and `pause|resume`, in control.py;
+`explain`, in explain.py): the GIS -> customer.io job."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from worker.cli import display, explain, sending
+from worker.cli import control, display, explain, sending
 from worker.cli.display import EXIT_OK, Parser, emit_json, fail_line
-from worker.cli.shared import positive, print_runs
+from worker.cli.shared import confirm, positive, print_runs
 
 FOLLOW_BARS = ("records synced",)
 
@@ -37,6 +38,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     backfill.add_argument("--application", action="append", default=[], metavar="ID")
     _follow_options(backfill)
     backfill.set_defaults(run=start_backfill)
+    control.add_gis_commands(commands)
     explain.add_gis_command(commands)
 
 
@@ -74,7 +76,7 @@ def show_failed(args: argparse.Namespace) -> int:
         sizes = failed.sizes(ws)
         if not args.yes:
             confirm(f"forget {sizes['failed']} failing and {sizes['dead']} dead GIS records "
-                    f"of workspace {ws} for good?")
+                    f"of workspace {ws} for good?", "nothing dropped")
         count = failed.drop_all(ws)
         emit_json({"dropped": count}) if args.json else print(f"dropped {count} records")
         return EXIT_OK
@@ -133,16 +135,6 @@ def _start(args: argparse.Namespace, task: str, kwargs: dict[str, Any]) -> int:
     else:
         print_summary(out, summary)
     return display.exit_code(summary)
-
-
-def confirm(question: str) -> None:
-    """Go on only if the person answers yes (stdin); --yes answers for a script."""
-    import sys
-
-    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
-    answer = sys.stdin.readline().strip().lower() if sys.stdin else ""
-    if answer not in ("y", "yes"):
-        fail_line("nothing dropped (answer y, or pass --yes)", "declined")
 
 
 def _progress(run_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:

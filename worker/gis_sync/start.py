@@ -15,7 +15,7 @@ from typing import Any
 
 from worker.clients.gis import GisClient
 from worker.formats import Record, iso
-from worker.gis_sync import changes, failed, run_state, state, walk
+from worker.gis_sync import changes, failed, pause, run_state, state, walk
 from worker.gis_sync.ladder import to_unix
 from worker.gis_sync.planning import BACKFILL, SCAN
 from worker.gis_sync.run_state import GIS
@@ -32,6 +32,17 @@ StartWalks = Callable[[str, list[str]], None]  # (run id, streams): send their f
 def scopes(settings: Settings, lc: int | None) -> list[state.Scope]:
     """The LCs of GIS_HOME_LC_ID, or the one asked for (none when it is not among them)."""
     return [s for s in state.scopes(settings) if lc is None or s.lc == int(lc)]
+
+
+def paused_answer() -> Record | None:
+    """A scan's answer while an operator has paused the GIS schedule (logged), else None:
+    a scan starts nothing then, whoever sent it (beat, `syncfleet gis scan`)."""
+    held = pause.paused()
+    if held is None:
+        return None
+    log.info("gis.scan skipped: %s", pause.describe(held))
+    return {"status": "skipped", "reason": f"{pause.describe(held)}; `syncfleet gis resume` "
+                                           "resumes it", "paused": held}
 
 
 def scan_lc(run_id: str, scope: state.Scope, gis: GisClient, settings: Settings,

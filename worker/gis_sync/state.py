@@ -21,6 +21,7 @@ stays readable until its keys expire or are deleted.
     sf:gis:lc:{L}:ws:{W}:first_seen    when the fleet first started (or was first looked
                                        at) with this pair: "no scan has succeeded yet"
                                        is as old as this
+    sf:gis:paused, sf:gis:resumed_at   the schedule paused by an operator (`pause.py`)
     sf:gis:token:{fp}, :refresh        a refreshed GIS access token (clients/gis.py)
     sf:lock:gis-token-refresh          one token refresh at a time, fleet-wide
 
@@ -45,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker import store
+from worker.gis_sync import pause
 from worker.gis_sync.mapping import FIELDS
 from worker.settings import Settings
 
@@ -121,12 +123,21 @@ def first_seen(scope: Scope) -> float:
     return float(raw or time.time())
 
 
-def seconds_since_success(scope: Scope, now: float) -> tuple[float, bool]:
+SUCCESS, RESUME, START = "success", "resume", "start"  # what staleness counts from
+
+
+def seconds_since_success(scope: Scope, now: float) -> tuple[float, str]:
     """(seconds since the last successful scan, or since the fleet's first start when
-    none has succeeded yet; whether one has): a fleet that never succeeded turns stale
-    after the same bound as one that stopped succeeding."""
+    none has succeeded yet; what it counts from): a fleet that never succeeded turns
+    stale after the same bound as one that stopped succeeding. The end of a pause of the
+    GIS schedule (`pause.py`) counts as well when it is later: scans come again from then
+    on, and a long pause does not turn stale the moment it ends."""
     last = last_success(scope)
-    return (now - last, True) if last is not None else (now - first_seen(scope), False)
+    since, counted = (last, SUCCESS) if last is not None else (first_seen(scope), START)
+    resumed = pause.resumed_at()
+    if resumed is not None and resumed > since:
+        since, counted = resumed, RESUME
+    return now - since, counted
 
 
 # -- people: what customer.io last accepted, per workspace ---------------------------------

@@ -47,10 +47,13 @@ def _settings() -> Settings:
 
 @app.task(name="gis.scan", base=FleetTask, bind=True)
 def scan(self: FleetTask, lc: int | None = None) -> dict[str, Any]:
-    """Start a scan of each LC of GIS_HOME_LC_ID (or of `lc`): a run per LC, with its
-    own marks and lock; the LCs share the fleet's budgets. One LC: the run's id is this
-    task's id; several: `{task id}-{lc}`."""
+    """Start a scan of each LC of GIS_HOME_LC_ID (or of `lc`), unless the schedule is
+    paused (`pause.py`): a run per LC, with its own marks and lock; the LCs share the
+    fleet's budgets. One LC: the run's id is this task's id; several: `{task id}-{lc}`."""
     settings = _settings()
+    paused = start.paused_answer()
+    if paused is not None:
+        return paused
     task_id = self.request.id or f"manual-{time.time_ns()}"
     scopes = start.scopes(settings, lc)
     if not scopes:
