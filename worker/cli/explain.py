@@ -80,7 +80,8 @@ def _gis_rows(found: dict[str, Any]) -> list[tuple[str, Any]]:
                                   if accepted["known"] else "nothing yet")),
     ]
     if found["kind"] == "person":
-        rows.append(("differs now", ", ".join(found.get("differs") or []) or "nothing"))
+        differs = ", ".join(found.get("differs") or []) or "nothing"
+        rows.append(("differs now", differs if found["in_gis"] else "unknown (not in GIS)"))
     else:
         now = found.get("now") or {}
         rows += [("step accepted", "none" if accepted.get("step") is None
