@@ -110,3 +110,18 @@ def forget(runs: Runs, run_id: str) -> bool:
 
 def _glob_escape(text: str) -> str:
     return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+def ending_with(job: str, suffix: str, before: float, look_at: int = 5000) -> Record | None:
+    """The run of `job` whose id ends with `suffix` (a record's run reference, see
+    worker/gis_sync/state.py) among the `look_at` runs started at or before `before`,
+    newest first; None once it is no longer kept."""
+    r = store.client()
+    names = r.zrevrangebyscore(_index(), before + 1, "-inf", start=0, num=look_at)
+    for name in names:
+        run_job, _, run_id = name.partition(":")
+        if run_job == job and run_id.endswith(suffix):
+            found = stored_summary(run_job, run_id) or stored_record(run_job, run_id)
+            if found is not None:
+                return {"job": run_job, **found}
+    return None

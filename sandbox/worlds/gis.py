@@ -177,6 +177,15 @@ class World:
         return found if found is not None else \
             self.applications_by_id.get(_int(application_id))
 
+    def edit_person(self, person_id: str, changes: dict[str, Any]) -> Person:
+        """`Person.edit`, stamped now like `advance`'s edits; KeyError: no such id."""
+        person = self.people_by_id.get(_int(person_id))
+        if person is None:
+            raise KeyError(person_id)
+        person.edit(changes, max(int(time.time()), self.now + 1))
+        self.people_index.changed([person])
+        return person
+
     def advance(self, share: float, people_share: float, seed: int | None) -> dict[str, Any]:
         """Move a share of applications (mostly forward) and edit a share of people,
         stamped with the current time (never before the world's `now`)."""

@@ -9,7 +9,9 @@
     syncfleet gis failed [--drop ID | --drop-all [--yes]]
     syncfleet gis scan [--follow] [--timeout S] [--queue-anyway]
     syncfleet gis backfill [--since DATE] [--person ID ...] [--application ID ...] [--follow]
+    syncfleet gis explain person|application ID   one record, "why didn't they get it?"
     syncfleet migrate [--follow] [--run-id ID] [--slice-size N] [--timeout S] [--queue-anyway]
+    syncfleet migrate explain SOURCE_ID [--run-id ID]   one profile's fate in a run
     syncfleet status RUN_ID
     syncfleet cancel RUN_ID [--job gis|segment] [--yes] [--wait [--timeout S]]
     syncfleet forget RUN_ID [--job gis|segment] [--yes]

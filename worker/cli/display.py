@@ -22,7 +22,7 @@ EXIT_FAILED = 1  # unhealthy, a check failed, a run finished with errors, not fo
 EXIT_USAGE = 2  # bad flags or a bad configuration (a malformed or missing setting); a
 #                 question with no terminal to ask on and no --yes
 EXIT_HALTED = 3  # a run halted: an API refused a credential
-EXIT_UNAVAILABLE = 69  # Redis unreachable, or no worker consumes the queue (EX_UNAVAILABLE)
+EXIT_UNAVAILABLE = 69  # Redis unreachable, no worker, an API not answering (EX_UNAVAILABLE)
 EXIT_TIMEOUT = 75  # --timeout ran out; the work goes on (EX_TEMPFAIL)
 EXIT_INTERRUPTED = 130  # Ctrl-C
 EXIT_CODES = (
@@ -30,7 +30,8 @@ EXIT_CODES = (
     (EXIT_FAILED, "unhealthy, failed, finished with errors, not found, declined, not running"),
     (EXIT_USAGE, "bad usage or configuration; no terminal to confirm on and no --yes"),
     (EXIT_HALTED, "a run halted (credential refused)"),
-    (EXIT_UNAVAILABLE, "Redis unreachable, or no worker consumes the queue"),
+    (EXIT_UNAVAILABLE, "Redis unreachable, no worker consumes the queue, or an API did "
+                       "not answer"),
     (EXIT_TIMEOUT, "--timeout ran out"), (EXIT_INTERRUPTED, "interrupted"))
 POLL = 0.5  # seconds between two looks at a followed run
 

@@ -40,10 +40,29 @@ def describe(exc: BaseException) -> CliError:
         return unreachable(exc)
     if isinstance(exc, CeleryTimeout):
         return CliError(f"timed out: {exc}", "timeout", EXIT_TIMEOUT)
+    api = api_error(exc)
+    if api is not None:
+        return api
     if os.environ.get(DEBUG):
         traceback.print_exception(exc)
     return CliError(f"unexpected error: {type(exc).__name__}: {exc} (set {DEBUG}=1 to see "
                     "where)", "internal", EXIT_FAILED)
+
+
+def api_error(exc: BaseException) -> CliError | None:
+    """A command that reads an API itself (`gis explain`): a refused credential is
+    configuration; no answer (5xx, a timeout, a 429, no budget left) is unavailable."""
+    from worker.http import ApiError, AuthError, ClientError
+    from worker.ratelimit import NoBudget
+
+    if isinstance(exc, AuthError):
+        return CliError(str(exc), "credential", EXIT_USAGE)
+    if isinstance(exc, ClientError):
+        return CliError(str(exc), "refused", EXIT_FAILED)
+    if isinstance(exc, ApiError | NoBudget):
+        what = str(exc) if isinstance(exc, ApiError) else f"{exc.service}: no budget left now"
+        return CliError(f"{what}; try again shortly", "unavailable", EXIT_UNAVAILABLE)
+    return None
 
 
 def unreachable(exc: BaseException) -> CliError:

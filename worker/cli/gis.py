@@ -1,12 +1,12 @@
-"""`syncfleet gis runs|failed|scan|backfill` (and `pause|resume`, in control.py): the
-GIS -> customer.io job."""
+"""`syncfleet gis runs|failed|scan|backfill` (and `pause|resume`, in control.py;
+`explain`, in explain.py): the GIS -> customer.io job."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from worker.cli import control, display, sending
+from worker.cli import control, display, explain, sending
 from worker.cli.display import EXIT_OK, Parser, emit_json, fail_line
 from worker.cli.shared import add_run_filters, confirm, print_runs, run_filters
 
@@ -39,6 +39,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _follow_options(backfill)
     backfill.set_defaults(run=start_backfill)
     control.add_gis_commands(commands)
+    explain.add_gis_command(commands)
 
 
 def _follow_options(command: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""`syncfleet migrate`, `status` and `runs`: the migration, and the runs of both jobs."""
+"""`syncfleet migrate [explain ID]`, `status` and `runs`: the migration, and the runs of
+both jobs."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 from typing import Any
 
 from worker import run_history
-from worker.cli import display, sending
+from worker.cli import display, explain, sending
 from worker.cli.display import EXIT_OK, emit_json, fail_line
 from worker.cli.shared import add_run_filters, positive, print_runs, run_filters
 
@@ -19,6 +20,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--run-id", help="resume this run (or name a new one)")
     run.add_argument("--slice-size", type=positive, help="profiles per slice task")
     run.set_defaults(run=migrate)
+    explain.add_migrate_command(run)
     status = sub.add_parser("status", help="progress (and summary) of a migration run")
     status.add_argument("run_id")
     status.add_argument("--json", action="store_true")

@@ -140,6 +140,18 @@ def dead(ws: str) -> dict[str, dict[str, Any]]:
     return {k: json.loads(v) for k, v in store.client().hgetall(_dead(ws)).items()}
 
 
+def entry(ws: str, kind: str, record_id: str) -> dict[str, Any] | None:
+    """One record's entry, {"list": "failed" | "dead", reason, attempts, ...}, or None."""
+    with store.client().pipeline(transaction=False) as pipe:
+        pipe.hget(_failed(ws), name(kind, record_id))
+        pipe.hget(_dead(ws), name(kind, record_id))
+        failing, gone = pipe.execute()
+    for listed, raw in (("failed", failing), ("dead", gone)):
+        if raw:
+            return {"list": listed, **json.loads(raw)}
+    return None
+
+
 def sizes(ws: str) -> dict[str, int]:
     with store.client().pipeline(transaction=False) as pipe:
         pipe.hlen(_failed(ws))

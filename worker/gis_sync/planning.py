@@ -148,7 +148,9 @@ def _plan_application(application: Any, previous: int | None,
     out.add("events_skipped", outcome.skipped)
     out.owner[aid] = pid
     out.events[aid] = [e.as_dict() for e in outcome.events]
-    if outcome.step is not None:
+    # Remembered when it moved or sent something: an unchanged step is not written again,
+    # so its run reference names the run that last sent it, not the last that read it.
+    if outcome.step is not None and (outcome.step != previous or outcome.events):
         out.steps[aid] = outcome.step
 
 

@@ -8,8 +8,10 @@ a cold start (every person's first identify, the LC's first scan); the old pair'
 stays readable until its keys expire or are deleted.
 
     sf:gis:ws:{W}:sent                 hash: person id -> what customer.io last accepted,
-                                       a digest per attribute (compact, see `encode`)
-    sf:gis:ws:{W}:steps                hash: application id -> last step accepted
+                                       a digest per attribute (compact, see `encode`),
+                                       then ".{when}.{run}" (`run_ref`)
+    sf:gis:ws:{W}:steps                hash: application id -> last step accepted, then
+                                       ".{when}.{run}" (`run_ref`)
     sf:gis:ws:{W}:failed, :failed:due, :dead   failed records (worker/gis_sync/failed.py)
     sf:gis:lc:{L}:ws:{W}:mark          hash: people / applications / incoming -> the
                                        newest `updated_at` handed over
@@ -24,6 +26,12 @@ stays readable until its keys expire or are deleted.
     sf:lock:gis-token-refresh          one token refresh at a time, fleet-wide
 
 Runs, walks and the scan lock: `worker/gis_sync/run_state.py`.
+
+The run reference after a value says when customer.io last accepted something for the
+record (Unix seconds in base 36) and which run sent it (the run id's last 8
+characters; `syncfleet gis explain` finds the run in the run index by them): 16 bytes a
+record, where the full id would take 38. A value written before references existed has
+none (read as "not known").
 """
 
 from __future__ import annotations
@@ -150,15 +158,16 @@ def digests(attributes: dict[str, Any]) -> dict[str, str]:
     return {name: digest(value) for name, value in attributes.items()}
 
 
-def encode(known: dict[str, str]) -> str:
+def encode(known: dict[str, str], ref: str | None = None) -> str:
     raw = b"".join(bytes.fromhex(known[a]) if a in known else ABSENT for a in ATTRIBUTES)
-    return VERSION + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    body = VERSION + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{body}.{ref}" if ref else body
 
 
 def decode(value: str | None) -> dict[str, str] | None:
     if not value or not value.startswith(VERSION):
         return None
-    body = value[len(VERSION):]
+    body = value[len(VERSION):].split(".", 1)[0]  # "." is outside base64's url alphabet
     raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     chunks = [raw[i:i + 4] for i in range(0, len(raw), 4)]
     return {a: c.hex() for a, c in zip(ATTRIBUTES, chunks, strict=False) if c != ABSENT}
@@ -172,10 +181,16 @@ def sent(ws: str, person_ids: Iterable[str]) -> dict[str, dict[str, str] | None]
     return {pid: decode(raw) for pid, raw in zip(ids, raws, strict=True)}
 
 
-def save_sent(ws: str, values: dict[str, dict[str, str]]) -> None:
+def save_sent(ws: str, values: dict[str, dict[str, str]], ref: str | None = None) -> None:
     if values:
         store.client().hset(ws_key(ws, "sent"),
-                            mapping={pid: encode(d) for pid, d in values.items()})
+                            mapping={pid: encode(d, ref) for pid, d in values.items()})
+
+
+def accepted(ws: str, person_id: str) -> tuple[dict[str, str] | None, Ref | None]:
+    """One person's digests as customer.io last accepted them, and the run reference."""
+    raw = store.client().hget(ws_key(ws, "sent"), person_id)
+    return decode(raw), parse_ref(raw)
 
 
 # -- applications: the last step customer.io accepted, per workspace -----------------------
@@ -184,11 +199,56 @@ def steps(ws: str, application_ids: Iterable[str]) -> dict[str, int | None]:
     if not ids:
         return {}
     raws = store.client().hmget(ws_key(ws, "steps"), ids)
-    return {aid: (int(raw) if raw is not None else None)
-            for aid, raw in zip(ids, raws, strict=True)}
+    return {aid: _step(raw) for aid, raw in zip(ids, raws, strict=True)}
 
 
-def save_steps(ws: str, values: dict[str, int]) -> None:
+def _step(raw: str | None) -> int | None:
+    return int(raw.split(".", 1)[0]) if raw is not None else None
+
+
+def save_steps(ws: str, values: dict[str, int], ref: str | None = None) -> None:
     if values:
+        tail = f".{ref}" if ref else ""
         store.client().hset(ws_key(ws, "steps"),
-                            mapping={aid: str(step) for aid, step in values.items()})
+                            mapping={aid: f"{step}{tail}" for aid, step in values.items()})
+
+
+def step_accepted(ws: str, application_id: str) -> tuple[int | None, Ref | None]:
+    """One application's last step customer.io accepted, and the run reference."""
+    raw = store.client().hget(ws_key(ws, "steps"), application_id)
+    return _step(raw), parse_ref(raw)
+
+
+# -- run references: when, and by which run, a record was last accepted --------------------
+RUN_SUFFIX = 8
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+@dataclass(frozen=True)
+class Ref:
+    at: int  # Unix seconds
+    run: str | None  # the run id's last RUN_SUFFIX characters; None: sent outside a run
+
+
+def run_ref(run_id: str | None, at: float | None = None) -> str:
+    """`{when, base 36}.{the run id's tail}`: what `save_sent` / `save_steps` append."""
+    return f"{_base36(int(time.time() if at is None else at))}.{(run_id or '')[-RUN_SUFFIX:]}"
+
+
+def parse_ref(raw: str | None) -> Ref | None:
+    parts = (raw or "").split(".", 2)
+    if len(parts) < 3:
+        return None
+    try:
+        return Ref(int(parts[1], 36), parts[2] or None)
+    except ValueError:
+        return None
+
+
+def _base36(n: int) -> str:
+    out = ""
+    while True:
+        n, digit = divmod(n, 36)
+        out = _DIGITS[digit] + out
+        if n == 0:
+            return out

@@ -138,9 +138,11 @@ def _remember(work: Plan, failed_people: set[str], failed_apps: set[str],
               job: Job) -> None:
     """Written only after customer.io accepted: a crash before this repeats the sends,
     and the deterministic event ids make the repeat harmless."""
-    ws = job.workspace
-    state.save_sent(ws, {pid: d for pid, d in work.digests.items() if pid not in failed_people})
-    state.save_steps(ws, {aid: s for aid, s in work.steps.items() if aid not in failed_apps})
+    ws, ref = job.workspace, state.run_ref(job.run_id)  # `syncfleet gis explain` reads it
+    state.save_sent(ws, {pid: d for pid, d in work.digests.items() if pid not in failed_people},
+                    ref)
+    state.save_steps(ws, {aid: s for aid, s in work.steps.items() if aid not in failed_apps},
+                     ref)
     _keep_failed(work.failures, job)
     refused = {(f["kind"], f["id"]) for f in work.failures}
     for kind, records in (("person", people), ("application", applications)):

@@ -78,6 +78,9 @@ class SliceRecord:
     warnings: list[Record] = field(default_factory=list)
     unconfirmed: int = 0  # sent, neither done nor reported failed
     would_send: int | None = None  # a dry run's
+    # The source_id sent for each of the slice's profiles, in the order of its ids ("":
+    # none sent): `syncfleet migrate explain` finds a customer by it (len + 3 bytes each).
+    sources: list[str] = field(default_factory=list)
 
     def as_dict(self) -> Record:
         record = dict(vars(self))  # not dataclasses.asdict: no deep copy of the lists
@@ -133,7 +136,8 @@ def migrate(run_id: str, slice_no: int, settings: Settings,
             if not batch.complete:
                 raise retry.Continue()
         record = SliceRecord(slice_no, len(segment_ids), skipped=batch.skipped,
-                             failed=list(batch.failed), warnings=batch.warnings)
+                             failed=list(batch.failed), warnings=batch.warnings,
+                             sources=sources(segment_ids, batch.customers))
         if run.get("dry_run", settings.dry_run):
             record.would_send = len(batch.customers)
         elif batch.customers:
@@ -149,6 +153,11 @@ def migrate(run_id: str, slice_no: int, settings: Settings,
         state.add_calls(run_id, segment=segment.calls if segment else 0,
                         voucherify=voucherify.calls if voucherify else 0)
     return record.as_dict()
+
+
+def sources(segment_ids: list[str], customers: list[Record]) -> list[str]:
+    by_segment = {c["segment_id"]: str(c["customer"]["source_id"]) for c in customers}
+    return [by_segment.get(sid, "") for sid in segment_ids]
 
 
 def report(run_id: str, record: Record) -> None:
