@@ -77,8 +77,10 @@ def plan(self: PlanTask, run_id: str) -> dict[str, Any]:
 
 def _end(run_id: str) -> dict[str, Any]:
     ended = walk.end(run_id)
-    if ended.pop("complete"):  # every slice reported before the walk ended: no body
-        summarize.apply_async(([], run_id))  # still to come finds the run complete
+    if ended.pop("complete"):
+        # Every slice reported before the walk ended: no chord body still to come will
+        # find the run complete, so a summarize of its own is sent.
+        summarize.apply_async(([], run_id))
     return ended
 
 
