@@ -5,9 +5,9 @@ over in *parts* (a GIS page's sync tasks, a migration's slice). Each part report
 its work is done; a part reported twice counts once. A run is *complete* when every walk
 has ended and every part handed over has reported: whichever caller finds it complete
 writes the summary, exactly once (SET NX); the summary names it (`written_by`) when the
-caller says who it is. A run that lost a message has its open walks
-sent again and its parts that never reported redone, from what `launch` kept for them
-(`worker/recovery.py`, on every worker's timer), or is closed as `incomplete`.
+caller says who it is. A run that lost a message has its open walks sent again and its
+parts that never reported redone, from what `launch` kept for them (`worker/recovery.py`,
+on every worker's timer), or is closed as `incomplete`.
 
 Each job has one `Runs` object, carrying its name (`GIS = Runs("gis", ...)`), through
 which all its run state goes. Status words (the record's `status`, the summary's):

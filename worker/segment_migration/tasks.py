@@ -146,6 +146,8 @@ def migrate_slice(self: SliceTask, run_id: str, slice_no: int,
             slices.report(run_id, record)
     except store.LockHeld:
         # The same slice is running elsewhere (a duplicate message); that one reports.
+        # (Should this copy complete their chord first, its body finds the slice not
+        # reported yet: another body, or the recovery, ends the run.)
         return {"slice": slice_no, "ok": True, "duplicate": True, "task_id": self.request.id}
     return slices.outcome(record, self.request.id)
 
