@@ -48,14 +48,15 @@ def look_after() -> list[str]:
 
 def recover(runs: Runs, run_id: str) -> list[str]:
     """A run that lost a message: its open walks sent again and its parts that never
-    reported redone (the job's `relaunch`); one missing nothing (its last reporter died
-    before writing the summary) ends here. Returns what was sent again."""
+    reported redone (the job's `relaunch`); one missing nothing (what should have
+    written its summary was lost: a chord body, or its last reporter died first) ends
+    here. Returns what was sent again."""
     if runs.get(run_id) is None:  # expired: nothing left to finish
         runs.unlist(run_id)
         return []
     walks, lost = runs.walking(run_id), runs.lost_parts(run_id)
     if not walks and not lost:
-        runs.finish_if_complete(run_id)
+        runs.finish_if_complete(run_id, by="recovery")
         return []
     if runs.relaunch is None:
         return []
@@ -80,7 +81,7 @@ def _relaunch_lost() -> list[str]:
 def _close_stale() -> list[str]:
     for runs in JOBS.values():
         for run_id in runs.idle(STALE_AFTER):
-            if runs.close(run_id):
+            if runs.close(run_id, by="recovery"):
                 log.warning("%s run %s never finished: closed as incomplete", runs.job,
                             run_id)
     return []

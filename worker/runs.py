@@ -4,9 +4,10 @@ A run (a GIS scan or backfill, a Segment migration) walks its source and hands t
 over in *parts* (a GIS page's sync tasks, a migration's slice). Each part reports once
 its work is done; a part reported twice counts once. A run is *complete* when every walk
 has ended and every part handed over has reported: whichever caller finds it complete
-writes the summary, exactly once (SET NX). A run that lost a message has its open walks
-sent again and its parts that never reported redone, from what `launch` kept for them
-(`worker/recovery.py`, on every worker's timer), or is closed as `incomplete`.
+writes the summary, exactly once (SET NX); the summary names it (`written_by`) when the
+caller says who it is. A run that lost a message has its open walks sent again and its
+parts that never reported redone, from what `launch` kept for them (`worker/recovery.py`,
+on every worker's timer), or is closed as `incomplete`.
 
 Each job has one `Runs` object, carrying its name (`GIS = Runs("gis", ...)`), through
 which all its run state goes. Status words (the record's `status`, the summary's):
@@ -172,7 +173,7 @@ class Runs:
         if not store.client().eval(_CANCEL, 1, self.key(run_id), dumps(RUNNING),
                                    dumps(CANCELLED)):
             return False
-        self.finish_if_complete(run_id)  # nothing left in flight: it ends here
+        self.finish_if_complete(run_id, by="cancel")  # nothing in flight: it ends here
         return True
 
     # -- walks: what reads the source, with its checkpoint -------------------------------
@@ -274,19 +275,22 @@ class Runs:
         return {"walks_open": walks, "parts_launched": launched, "parts_finished": finished}
 
     # -- the end -------------------------------------------------------------------------
-    def finish_if_complete(self, run_id: str) -> Record | None:
-        """The summary, written by whichever caller finds the run complete; None when
-        it is not complete, unknown, or its summary exists already."""
+    def finish_if_complete(self, run_id: str, by: str | None = None) -> Record | None:
+        """The summary, written by whichever caller finds the run complete (`by`, when
+        given, is its `written_by`); None when it is not complete, unknown, or its
+        summary exists already."""
         if not self.complete(run_id) or not self._unfinished(run_id):
             return None
-        return self._finish(run_id, None)
+        return self._finish(run_id, None, by)
 
-    def close(self, run_id: str) -> Record | None:
+    def close(self, run_id: str, by: str | None = None) -> Record | None:
         """A run that can no longer finish (a message lost for good): `incomplete`."""
-        return self._finish(run_id, INCOMPLETE) if self._unfinished(run_id) else None
+        return self._finish(run_id, INCOMPLETE, by) if self._unfinished(run_id) else None
 
-    def _finish(self, run_id: str, status: str | None) -> Record | None:
+    def _finish(self, run_id: str, status: str | None, by: str | None) -> Record | None:
         summary = self.summarize(run_id, status)
+        if by:
+            summary["written_by"] = by
         r = store.client()
         if not r.set(self.key(run_id, "summary"), dumps(summary), nx=True, ex=self.ttl):
             return None

@@ -81,7 +81,10 @@ def test_a_run_is_complete_when_its_walks_ended_and_each_part_reported_once(job)
     assert not engine.complete("r2") and engine.finish_if_complete("r2") is None
     engine.report("r2", "p:1")
     assert engine.complete("r2")
-    assert engine.finish_if_complete("r2")["status"] == "finished"
+    summary = engine.finish_if_complete("r2", by="job.summarize")
+    assert (summary["status"], summary["written_by"]) == ("finished", "job.summarize")
+    assert engine.finish_if_complete("r2", by="another") is None  # SET NX: the first wins
+    assert engine.summary("r2")["written_by"] == "job.summarize"
     assert job.built == 1  # never built for a run that was not complete
 
 
@@ -97,6 +100,7 @@ def test_cancel_stops_a_running_run_and_a_run_with_nothing_in_flight_ends_cancel
     engine.start("quiet", "scan")
     assert engine.cancel("quiet")
     assert engine.summary("quiet")["status"] == "cancelled"  # ended at once
+    assert engine.summary("quiet")["written_by"] == "cancel"
     engine.start("halted", "scan")
     engine.halt("halted", "401")
     assert not engine.cancel("halted") and engine.get("halted")["status"] == "halted"
@@ -157,11 +161,12 @@ def test_recover_relaunches_what_a_run_lost_and_finishes_one_missing_nothing(job
     assert recovery.recover(engine, "lost") == ["people", "p:1"]
     assert job.relaunched == [("lost", ["people"], {"p:1": ["person:2"]})]
     assert engine.get("lost")["parts_redone"] == 1
-    engine.start("orphan", "scan")  # its last reporter died before writing the summary
+    engine.start("orphan", "scan")  # what should have ended it (a chord body) was lost
     engine.launch("orphan", {"p:0": None})
     engine.report("orphan", "p:0")
     assert recovery.recover(engine, "orphan") == []
     assert engine.summary("orphan")["status"] == "finished"
+    assert engine.summary("orphan")["written_by"] == "recovery"
 
 
 def test_the_timer_relaunches_an_idle_run_only_while_the_broker_is_quiet(job,

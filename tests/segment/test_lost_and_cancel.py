@@ -44,6 +44,9 @@ def test_a_slice_message_removed_from_the_queue_is_redone_and_every_customer_arr
     assert set(customers) == identified  # the removed slice's customers too
     assert {k: c["upserts"] for k, c in customers.items() if c["upserts"] != 1} == {}
     assert summary["status"] == "finished" and summary["parts_redone"] == 1
+    # The removed slice's chord never reached its body; the slice was sent again as a
+    # chord of its own, whose body ended the run.
+    assert summary["written_by"] == "segment.summarize"
     assert summary["profiles_seen"] == len(world) and summary["slices"]["total"] == 12
     assert summary["customers_upserted"] == len(identified) and summary["failed"] == []
     assert {s["segment_id"] for s in summary["skipped"]} == \

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support import wait_for
-from tests.support.segment import no_nulls, run_migration, start_run, wait_summary
+from tests.support.segment import chord_leftovers, no_nulls, run_migration, start_run, wait_summary
 from worker.segment_migration import mapping, state
 
 IN_FLIGHT = 0.15  # s: a request sent just before a 429 reached the fleet may arrive after it
@@ -32,10 +32,11 @@ def valid_birthdate(value: Any) -> str | None:
 
 
 def test_migration_sends_every_identified_profile_once_with_the_right_fields(
-        seg_env, fleet, monkeypatch):
+        seg_env, fleet, monkeypatch, redis_client):
     monkeypatch.setenv("SEGMENT_TRAITS_PAGE_SIZE", "5")  # most profiles: several pages
     admin = seg_env.admin
     world = admin.world_profiles()
+    before = set(chord_leftovers(redis_client))  # earlier tests' (a lost slice's chord)
     summary = run_migration(fleet)
 
     customers = admin.voucherify_customers()["customers"]
@@ -87,6 +88,13 @@ def test_migration_sends_every_identified_profile_once_with_the_right_fields(
     # The calls the summary reports are the calls the sandbox received.
     assert summary["calls"]["segment"] == sum(stats["requests"]["segment"].values())
     assert summary["calls"]["voucherify"] == sum(stats["requests"]["voucherify"].values())
+
+    # The slices went as chords: the run was ended by a chord's body, segment.summarize,
+    # and every body forgot the results it read (a body still queued when the summary
+    # was written does it a moment later).
+    assert summary["written_by"] == "segment.summarize"
+    assert wait_for(lambda: not set(chord_leftovers(redis_client)) - before,
+                    "the chords' results forgotten", 20)
 
 
 def test_second_run_updates_never_duplicates(seg_env, fleet):

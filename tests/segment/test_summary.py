@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from worker.formats import dumps
+from worker.segment_migration.slices import failure_record, outcome
 from worker.segment_migration.summary import build_summary
 
 RUN = {"run_id": "r1", "status": "running", "error": None, "dry_run": False, "attempt": 1,
@@ -68,3 +70,16 @@ def test_per_customer_errors_keep_the_vendors_source_id_only():
          "reason": "invalid_customer: Invalid email"},
         # Never an HTTP code posing as a customer's source id.
         {"segment_id": "", "source_id": "", "reason": "invalid_customer: no source id given"}]
+
+
+def test_a_slice_returns_its_numbers_not_its_lists():
+    # What a slice returns is its chord header's result: the body gets every header's in
+    # one message, so a slice of 500 with every profile warned about stays small.
+    record = failure_record(7, [f"segment-{n:04}" for n in range(500)], "gave up")
+    record["warnings"] = [{"segment_id": f"s{n}", "source_id": f"u{n}", "field": "email",
+                           "reason": "not an email address"} for n in range(500)]
+    small = outcome(record, "task-1")
+    assert small == {"slice": 7, "ok": False, "error": "gave up", "profiles": 500,
+                     "sent": 0, "upserted": 0, "skipped": 0, "failed": 500,
+                     "warnings": 500, "task_id": "task-1"}
+    assert len(dumps(small)) < 200 < 50_000 < len(dumps(record))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from tests.support import wait_for
@@ -41,6 +42,20 @@ def run_migration(app, timeout: float = 60, **kwargs: Any) -> dict[str, Any]:
 
 def wait_summary(run_id: str, timeout: float = 60) -> dict[str, Any]:
     return wait_for(lambda: state.get_summary(run_id), f"the summary of {run_id}", timeout)
+
+
+def chord_leftovers(redis_client) -> list[str]:
+    """What the migration's chords left in the result backend: a slice task's stored
+    result (its body reads it, then forgets it) or a chord's join state (Celery deletes
+    it once the body is sent; only its short-lived `.c` done marker stays)."""
+    left = [key for key in redis_client.scan_iter("*celery-taskset-meta-*")
+            if not key.endswith(".c")]
+    for key in redis_client.scan_iter("*celery-task-meta-*"):
+        raw = redis_client.get(key)
+        result = json.loads(raw).get("result") if raw else None
+        if isinstance(result, dict) and "slice" in result:
+            left.append(key)
+    return left
 
 
 def assert_every_customer_once(admin) -> set[str]:

@@ -161,14 +161,25 @@ def sources(segment_ids: list[str], customers: list[Record]) -> list[str]:
 
 
 def report(run_id: str, record: Record) -> None:
-    """The slice has an outcome: stored and reported; the run ends if it was the last
-    thing it waited for."""
+    """The slice has an outcome: stored and reported (progress, and the recovery of lost
+    messages, see it at once). The run is ended by its chord's body, not here."""
     state.finish_slice(run_id, record)
     log.info("segment.migrate_slice run=%s slice=%d ok=%s profiles=%d sent=%d upserted=%d "
              "skipped=%d failed=%d warnings=%d", run_id, record["slice"], record["ok"],
              record["profiles"], record["sent"], record["upserted"], len(record["skipped"]),
              len(record["failed"]), len(record["warnings"]))
-    SEGMENT.finish_if_complete(run_id)
+
+
+def outcome(record: Record, task_id: str | None) -> Record:
+    """What a slice task returns, its chord header's result: its numbers, not its lists
+    (the whole record is stored; the chord's body gets every header's result in one
+    message). `task_id`: the body forgets the header's stored result by it."""
+    small = {name: record.get(name) for name in ("slice", "ok", "error", "duplicate")
+             if record.get(name) is not None}
+    for name in state.COUNT_FIELDS:
+        value = record.get(name)
+        small[name] = len(value) if isinstance(value, list) else int(value or 0)
+    return {**small, "task_id": task_id}
 
 
 def fetch_and_map(client: SegmentClient, segment_ids: list[str], settings: Settings,

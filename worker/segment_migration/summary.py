@@ -13,7 +13,8 @@ Format (JSON, stored at sf:segment:run:{id}:summary; status words of `worker.run
     warnings [{segment_id, source_id, field, reason}] values dropped before sending
     warnings_by_field {field: n}, slices {total, done, failed: [{slice, error}]},
     parts_redone (slices sent again after their message was lost),
-    calls {segment, voucherify} (requests made, all attempts and retries included)
+    calls {segment, voucherify} (requests made, all attempts and retries included),
+    written_by (what wrote it, added by the run engine: segment.summarize, recovery, cancel)
 """
 
 from __future__ import annotations

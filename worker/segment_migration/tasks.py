@@ -4,12 +4,24 @@ upsert); the run engine `worker.runs` through `state.SEGMENT`.
 
     segment.migrate(run_id=None, slice_size=None)  -> run id, at once; sends segment.plan
     segment.plan(run_id)       walks the profile id list (as far as one delivery's time goes,
-                               then on in the next), handing each slice over as soon as
-                               it is planned
-    segment.migrate_slice(run_id, slice_no)  -> a small record; returns one for every
-                               expected failure (raises only to retry). The slice reports,
-                               and the one that finds the run complete writes the summary
+                               then on in the next), handing the slices it plans over as
+                               a chord as soon as they are planned
+    segment.migrate_slice(run_id, slice_no)  a chord header: stores and reports its
+                               record (progress, lost-message recovery), returns its
+                               numbers; returns for every expected failure (raises only
+                               to retry)
+    segment.summarize(results, run_id)  every chord's body: forgets its headers' results;
+                               the body that finds the run complete (walk ended, every
+                               slice reported) writes the summary, once (SET NX)
     segment.status(run_id)     progress for people and scripts
+
+Several chords, not one: a chord is sent with its whole header, and a big space should
+not wait for its whole walk. So each body asks the engine about the run, not about its
+own chord: whichever body runs last after the walk ended writes the summary. A walk that
+ends after every slice has reported (no body still to come) sends segment.summarize
+itself. A slice message lost keeps its chord's body from ever running: the recovery
+(`worker/recovery.py`) sends the lost slices again as a new chord with its own body, and
+ends a complete run whose body was lost (`written_by: recovery`).
 """
 
 from __future__ import annotations
@@ -17,7 +29,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery import chord
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.result import ResultSet
 
 from worker import retry, store
 from worker.app import app
@@ -43,7 +57,7 @@ class PlanTask(FleetTask):
     def give_up(self, exc: Exception, run_id: str, *args: Any, **kwargs: Any) -> Any:
         # A walk that cannot go on still ends the run: halted, with a summary.
         SEGMENT.halt(run_id, f"segment.plan gave up after {self.request.retries} retries: {exc}")
-        return walk.end(run_id)
+        return _end(run_id)
 
 
 @app.task(name="segment.plan", base=PlanTask, bind=True)
@@ -58,26 +72,46 @@ def plan(self: PlanTask, run_id: str) -> dict[str, Any]:
     except store.LockHeld:
         log.info("segment.plan run=%s: another plan is walking; nothing to do", run_id)
         return {"run_id": run_id, "duplicate": True}
-    return walk.end(run_id)
+    return _end(run_id)
+
+
+def _end(run_id: str) -> dict[str, Any]:
+    ended = walk.end(run_id)
+    if ended.pop("complete"):
+        # Every slice reported before the walk ended: no chord body still to come will
+        # find the run complete, so a summarize of its own is sent.
+        summarize.apply_async(([], run_id))
+    return ended
+
+
+# Slices per chord at most: a body's message carries its headers' results (~200 bytes
+# each). A walk hands over a page's worth at a time; a resume may hand thousands over.
+SLICES_PER_CHORD = 100
 
 
 def _launch(run_id: str, numbers: list[int]) -> None:
-    """Hand slices to the broker, recorded first: a lost one is redone by number."""
+    """Hand slices to the broker, recorded first (a lost one is redone by number), as
+    chords whose body is segment.summarize."""
     SEGMENT.launch(run_id, {str(n): n for n in numbers})
-    for n in numbers:
-        migrate_slice.apply_async((run_id, n))
+    _send_chords(run_id, numbers)
     if numbers:
         log.info("segment.plan run=%s handed over slices %d..%d", run_id, numbers[0],
                  numbers[-1])
 
 
+def _send_chords(run_id: str, numbers: list[int]) -> None:
+    for at in range(0, len(numbers), SLICES_PER_CHORD):
+        header = [migrate_slice.s(run_id, n) for n in numbers[at:at + SLICES_PER_CHORD]]
+        chord(header)(summarize.s(run_id))
+
+
 def _relaunch(run_id: str, walks: list[str], lost: dict[str, Any]) -> None:
-    """A run that lost a message: its walk sent again, each lost slice sent again (it
-    reads its profiles again; its checkpoints keep what was sent from being sent twice)."""
+    """A run that lost a message: its walk sent again, its lost slices sent again as a
+    new chord (the chord they were in never reaches its body). A redone slice reads its
+    profiles again; its checkpoints keep what was sent from being sent twice."""
     if walks:
         plan.apply_async((run_id,))
-    for part in lost:
-        migrate_slice.apply_async((run_id, int(part)))
+    _send_chords(run_id, sorted(int(part) for part in lost))
 
 
 SEGMENT.relaunch = _relaunch  # the run engine's recovery (worker/recovery.py) sends with it
@@ -86,23 +120,25 @@ SEGMENT.relaunch = _relaunch  # the run engine's recovery (worker/recovery.py) s
 class SliceTask(FleetTask):
     def give_up(self, exc: Exception, run_id: str, slice_no: int, *args: Any,
                 **kwargs: Any) -> Record:
-        # A slice must report: its record says why it gave up.
+        # A chord header must report: its record says why it gave up (a header that
+        # raised would hand its chord's body a ChordError instead of running it).
         record = slices.failure_record(int(slice_no), state.slice_ids(run_id, int(slice_no)),
                                        f"gave up after retries: {exc}")
         slices.report(run_id, record)
-        return record
+        return slices.outcome(record, self.request.id)
 
 
-# Its small record is stored: a chord's body may read it.
+# ignore_result=False: a chord's body reads its headers' results (whatever the default).
 @app.task(name="segment.migrate_slice", base=SliceTask, bind=True, max_retries=8,
           ignore_result=False)
 def migrate_slice(self: SliceTask, run_id: str, slice_no: int,
                   segment_ids: list[str] | None = None) -> Record:
-    """Fetch, map and upsert one slice; its record is stored and reported before it is
-    returned. (`segment_ids`: sent by earlier versions; the walk stored them.)"""
+    """Fetch, map and upsert one slice; its record is stored and reported, its numbers
+    returned (`slices.outcome`). (`segment_ids`: sent by earlier versions; the walk
+    stored them.)"""
     stored = state.slice_outcome(run_id, slice_no)
     if stored is not None:  # redelivered, or redone twice: nothing to redo
-        return stored
+        return slices.outcome(stored, self.request.id)
     settings = get_settings()
     try:
         with store.lock(f"segment:slice:{run_id}:{slice_no}", settings.task_time_limit):
@@ -110,8 +146,10 @@ def migrate_slice(self: SliceTask, run_id: str, slice_no: int,
             slices.report(run_id, record)
     except store.LockHeld:
         # The same slice is running elsewhere (a duplicate message); that one reports.
-        return {"slice": slice_no, "ok": True, "duplicate": True}
-    return record
+        # (Should this copy complete their chord first, its body finds the slice not
+        # reported yet: another body, or the recovery, ends the run.)
+        return {"slice": slice_no, "ok": True, "duplicate": True, "task_id": self.request.id}
+    return slices.outcome(record, self.request.id)
 
 
 def _slice_record(run_id: str, slice_no: int, deadline: float) -> Record:
@@ -125,6 +163,18 @@ def _slice_record(run_id: str, slice_no: int, deadline: float) -> Record:
         log.exception("segment.migrate_slice run=%s slice=%d failed", run_id, slice_no)
         return slices.failure_record(slice_no, state.slice_ids(run_id, slice_no),
                                      f"{type(exc).__name__}: {exc}")
+
+
+@app.task(name="segment.summarize", base=FleetTask, bind=True, ignore_result=True)
+def summarize(self: FleetTask, results: list[Any], run_id: str) -> Record:
+    """A chord's body: its slices have all reported. Their results are forgotten (read
+    here, needed nowhere else), and the run ends if nothing else is left: walk ended,
+    every slice reported. Idempotent: a second body, or this one redelivered, finds the
+    summary written (SET NX) and changes nothing."""
+    ResultSet([app.AsyncResult(r["task_id"]) for r in results
+               if isinstance(r, dict) and r.get("task_id")]).forget()
+    summary = SEGMENT.finish_if_complete(run_id, by=self.name)
+    return {"run_id": run_id, "slices": len(results), "ended": summary is not None}
 
 
 @app.task(name="segment.status", ignore_result=False)

@@ -83,9 +83,12 @@ def _read_list(run_id: str, run: dict, checkpoint: dict, settings: Settings, lau
                         voucherify=voucherify.calls if voucherify else 0)
 
 
-def end(run_id: str) -> dict[str, int | str]:
-    """The walk has handed everything over (or the run stopped): it ends, and the run
-    finishes if every slice has reported already (an empty space, a 401 at once)."""
+def end(run_id: str) -> dict[str, int | str | bool]:
+    """The walk has handed everything over (or the run stopped): it ends. `complete`:
+    every slice has reported already (an empty space, a 401 at once, slices quicker
+    than the walk's last step), so no chord body still to come will find the walk
+    ended: the caller has the run summarized. Ended before the check, so at least one
+    of the two sees the run complete."""
     SEGMENT.end_walk(run_id, state.WALK)
-    SEGMENT.finish_if_complete(run_id)
-    return {"run_id": run_id, **SEGMENT.progress(run_id)}
+    return {"run_id": run_id, "complete": SEGMENT.complete(run_id),
+            **SEGMENT.progress(run_id)}
