@@ -140,9 +140,8 @@ class Runs:
             store.client().hset(self.key(run_id), mapping={k: dumps(v) for k, v in fields.items()})
 
     def count(self, run_id: str | None, counters: dict[str, int]) -> None:
-        """Add to the run's counters (any task of the run, at the same time). Not an
-        activity of the run: a counter moves often (a profile fetched) and a task that
-        counts holds its message anyway; walks and parts are what the recovery watches."""
+        """Add to the run's counters (any task, at the same time). Not an activity of the
+        run: counters move often, and walks and parts are what the recovery watches."""
         moved = [x for name, value in counters.items() if value for x in (name, value)]
         if run_id and moved:
             store.client().eval(_COUNT, 1, self.key(run_id), *moved)
@@ -167,9 +166,8 @@ class Runs:
         return CANCELLED if status == CANCELLED else None
 
     def cancel(self, run_id: str) -> bool:
-        """Stop a running run: its walks start nothing more, parts not yet started do
-        nothing and report, what runs finishes, and the summary says `cancelled`. False
-        when the run is not running (unknown, ended or halted)."""
+        """Stop a running run: walks start nothing more, parts not started do nothing and
+        report, what runs finishes, the summary says `cancelled`. False if not running."""
         if not store.client().eval(_CANCEL, 1, self.key(run_id), dumps(RUNNING),
                                    dumps(CANCELLED)):
             return False
@@ -288,9 +286,7 @@ class Runs:
         return self._finish(run_id, INCOMPLETE, by) if self._unfinished(run_id) else None
 
     def _finish(self, run_id: str, status: str | None, by: str | None) -> Record | None:
-        summary = self.summarize(run_id, status)
-        if by:
-            summary["written_by"] = by
+        summary = self.summarize(run_id, status) | ({"written_by": by} if by else {})
         r = store.client()
         if not r.set(self.key(run_id, "summary"), dumps(summary), nx=True, ex=self.ttl):
             return None
