@@ -237,8 +237,26 @@ def admin_routes(ctx: Sandbox) -> list[BaseRoute]:
         return JSONResponse({"applications": [a.to_json()
                                               for a in _gis(ctx).world.applications]})
 
+    async def edit_person(request: Request) -> JSONResponse:
+        """POST /admin/world/people/{id} {"field": value, ...}: edit a generated person
+        (sandbox/worlds/gis.py EDITABLE), updated_at = now."""
+        try:
+            changes = await request.json()
+        except ValueError:
+            changes = None
+        if not isinstance(changes, dict) or not changes:
+            return JSONResponse({"error": "expected {\"field\": value, ...}"}, status_code=400)
+        try:
+            person = _gis(ctx).world.edit_person(request.path_params["id"], changes)
+        except KeyError:
+            return JSONResponse({"error": "no generated person with this id"}, status_code=404)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"person": person.to_json()})
+
     return [
         Route("/gis/expire_token", expire, methods=["POST"]),
+        Route("/world/people/{id}", edit_person, methods=["POST"]),
         Route("/advance", advance, methods=["POST"]),
         Route("/world/people", people, methods=["GET", "POST"]),
         Route("/world/applications", applications, methods=["GET", "POST"]),

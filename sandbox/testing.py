@@ -91,6 +91,11 @@ class SandboxAdmin:
         """Hand-built GIS people, served as given (docs/sandbox.md, "Adding records")."""
         return self._do("POST", "/world/people", json={"people": people})
 
+    def edit_person(self, person_id: str, **changes: Any) -> dict[str, Any]:
+        """Edit a generated GIS person (first_name, last_name, nps_score, status, ...):
+        updated_at becomes now."""
+        return self._do("POST", f"/world/people/{person_id}", json=changes)["person"]
+
     def add_applications(self, applications: list[dict[str, Any]]) -> Any:
         return self._do("POST", "/world/applications", json={"applications": applications})
 
