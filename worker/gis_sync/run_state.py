@@ -6,7 +6,8 @@ index `sf:gis:runs:open`, listed in `worker/runs.py`):
 
     sf:gis:run:{id}:walk:{s}     the engine's walk checkpoint of stream s: cursor, pages,
                                  newest updated_at handed over, moves_marks, holds_lock;
-                                 a walk over names (`retries`, `redo:{part}`): names, offset
+                                 a walk over names (`retries`, `incoming_people`,
+                                 `redo:{part}`): names, offset
     sf:gis:run:{id}:pending      the engine's part -> what its redo reads again: its
                                  records' names (kind:id)
     sf:gis:run:{id}:errors       set: the records it could not sync (JSON: kind, id,
