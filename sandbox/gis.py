@@ -239,7 +239,7 @@ def admin_routes(ctx: Sandbox) -> list[BaseRoute]:
 
     async def edit_person(request: Request) -> JSONResponse:
         """POST /admin/world/people/{id} {"field": value, ...}: edit a generated person
-        (sandbox/worlds/gis.py EDITABLE), updated_at = now."""
+        (sandbox/worlds/gis_records.py EDITABLE), updated_at = now."""
         try:
             changes = await request.json()
         except ValueError:

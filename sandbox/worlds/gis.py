@@ -59,12 +59,6 @@ LAST = ["Silva", "Okafor", "Müller", "García", "Kowalski", "Tanaka", "Haddad",
         "Fernández", "Lindqvist", "Ayodele", "Schröder", "王", "Иванова"]
 PERSON_STATUS = ["open", "applied", "accepted", "approved", "realized", "completed"]
 CITIES = ["Lisbon", "Accra", "Kraków", "Osaka", "Monterrey", "Hanoi", "Bergen", "Kyiv"]
-# Fields of a generated person `edit_person` may set, with their types (None allowed
-# where the record has it: dob, nps_score).
-EDITABLE: dict[str, Any] = {
-    "first_name": str, "last_name": str, "dob": (str, type(None)), "interviewed": bool,
-    "status": str, "nps_score": (int, type(None)), "can_apply": bool, "has_email": bool,
-    "has_photo": bool, "has_cv": bool}
 BAD_DOBS = ["1999-02-30", "0000-00-00", "31/12/1998", "not a date"]
 
 
@@ -184,23 +178,11 @@ class World:
             self.applications_by_id.get(_int(application_id))
 
     def edit_person(self, person_id: str, changes: dict[str, Any]) -> Person:
-        """Edit a generated person's fields (EDITABLE), stamped now like `advance`'s
-        edits; ValueError names what cannot be edited, KeyError an unknown id."""
+        """`Person.edit`, stamped now like `advance`'s edits; KeyError: no such id."""
         person = self.people_by_id.get(_int(person_id))
         if person is None:
             raise KeyError(person_id)
-        wrong = sorted(set(changes) - set(EDITABLE))
-        if wrong:
-            raise ValueError(f"not editable: {', '.join(wrong)}; one of {sorted(EDITABLE)}")
-        for name, value in changes.items():
-            kinds = EDITABLE[name] if isinstance(EDITABLE[name], tuple) else (EDITABLE[name],)
-            if type(value) not in kinds:  # exact: True is no nps_score
-                raise ValueError(f"{name}: {value!r} is not one of "
-                                 f"{[k.__name__ for k in kinds]}")
-        for name, value in changes.items():
-            setattr(person, name, value)
-        stamp = max(int(time.time()), self.now + 1)
-        person.updated_ts = person.last_active_ts = max(person.updated_ts, stamp)
+        person.edit(changes, max(int(time.time()), self.now + 1))
         self.people_index.changed([person])
         return person
 

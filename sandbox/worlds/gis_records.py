@@ -65,6 +65,13 @@ class Programme:
                 "short_name_display": self.short_name_display}
 
 
+# Fields `Person.edit` may set (the admin API's person edit), with their types.
+EDITABLE: dict[str, tuple[type, ...]] = {
+    "first_name": (str,), "last_name": (str,), "dob": (str, type(None)),
+    "interviewed": (bool,), "status": (str,), "nps_score": (int, type(None)),
+    "can_apply": (bool,), "has_email": (bool,), "has_photo": (bool,), "has_cv": (bool,)}
+
+
 @dataclass(slots=True)
 class Person:
     id: int
@@ -118,6 +125,20 @@ class Person:
     @property
     def last_active_at(self) -> str | None:
         return iso(self.last_active_ts)
+
+    def edit(self, changes: dict[str, Any], stamp: int) -> None:
+        """Set these fields (EDITABLE: ValueError names any other or a wrong type, and
+        nothing is set); updated_at becomes `stamp` (never earlier than it was)."""
+        wrong = sorted(set(changes) - set(EDITABLE))
+        if wrong:
+            raise ValueError(f"not editable: {', '.join(wrong)}; one of {sorted(EDITABLE)}")
+        for name, value in changes.items():
+            if type(value) not in EDITABLE[name]:  # exact: True is no nps_score
+                raise ValueError(f"{name}: {value!r} is not one of "
+                                 f"{[k.__name__ for k in EDITABLE[name]]}")
+        for name, value in changes.items():
+            setattr(self, name, value)
+        self.updated_ts = self.last_active_ts = max(self.updated_ts, stamp)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": str(self.id), "email": self.email, "first_name": self.first_name,

@@ -311,3 +311,29 @@ def test_advance_moves_applications_and_edits_people(sandbox_env) -> None:
     assert {a["id"] for a in scanned} == moved
     people = walk(sb, PEOPLE, "allPeople", 500, filters={"last_interaction": {"from": since}})
     assert {p["id"] for p in people} == set(result["people_edited"])
+
+
+def test_admin_edits_a_person_who_then_reads_changed_by_id_and_in_lists(sandbox_env) -> None:
+    sb = sandbox_env
+    person = next(p for p in sb.admin.world_people() if p["home_lc"]["id"] != HOME)
+    before = time.time() - 1
+    edited = sb.admin.edit_person(person["id"], last_name="Okafor-Edited", nps_score=3)
+    assert edited["last_name"] == "Okafor-Edited" and edited["nps_score"] == 3
+    assert edited["full_name"] == f"{person['first_name']} Okafor-Edited"
+    assert ts(edited["updated_at"]).timestamp() >= int(before)
+    # By id in one call of aliased person(id) fields (the fleet's refresh), an unknown
+    # id answering null.
+    query = ('query($a: ID!, $b: ID!) { p0: person(id: $a) { ...P } p1: person(id: $b) '
+             '{ ...P } } fragment P on Person { id last_name nps_score updated_at }')
+    found = data(gql(sb, query, {"a": person["id"], "b": "999999999"}))
+    assert found["p0"]["last_name"] == "Okafor-Edited" and found["p1"] is None
+    # The person's applications did not move (as in GIS).
+    apps = [a for a in sb.admin.world_applications() if a["person_id"] == person["id"]]
+    assert all(ts(a["updated_at"]).timestamp() < before for a in apps)
+    for body, status in (({"email": "x@y.z"}, 400), ({"nps_score": True}, 400),
+                         ({}, 400)):
+        response = requests.post(f"{sb.url}/admin/world/people/{person['id']}", json=body,
+                                 timeout=10)
+        assert response.status_code == status, response.text
+    assert requests.post(f"{sb.url}/admin/world/people/999999999", json={"status": "open"},
+                         timeout=10).status_code == 404
