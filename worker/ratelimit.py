@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute, parse
@@ -104,12 +104,13 @@ class Budget:
     item: RateLimitItem
     key: str = ""
     margin: float | None = None
+    limit: RateLimitItem = field(init=False, repr=False)  # `item` less the margin
 
     def __post_init__(self) -> None:
         self.key = self.key or self.service
         if self.margin is None:
             self.margin = get_settings().rate_limit_margin
-        self.limit = under_margin(self.item, self.margin)  # what the window admits
+        self.limit = under_margin(self.item, self.margin)
 
     @property
     def _cooldown_key(self) -> str:
@@ -167,29 +168,38 @@ class PacedBudget(Budget):
         gap_us = pace_interval_us(self.item, self.margin or 0.0)
         late_max = LATE_SHARE * (self.margin or 0.0) * self.item.get_expiry()
         deadline = time.monotonic() + INLINE_WAIT_MAX
-        for attempt in range(1, 100):
-            cooling = self.cooling_for()
-            if cooling > 0:
-                metrics.add("budget_waits", api=self.service)
-                if time.monotonic() + cooling > deadline:
-                    raise NoBudget(self.service, cooling)
-                time.sleep(cooling)
-                continue
-            asked = time.monotonic()
-            wait_us, slot_us = (int(v) for v in store.client().eval(
-                _PACE, 1, store.key("pace", self.key), gap_us, int(INLINE_WAIT_MAX * 1e6)))
-            if wait_us < 0:
-                metrics.add("budget_waits", api=self.service)
-                raise NoBudget(self.service, -wait_us / 1e6)
-            time.sleep(wait_us / 1e6)
+        given_up = 0
+        while True:
+            self._sit_out_cool_down(deadline)
+            slot_us, late = self._take_slot(gap_us)
             # A slot this thread woke too late for is given up (its request would land
             # closer than the pace to the ones after it), a few times at most; as is a
-            # slot that fell inside a cool-down (a 429 meanwhile): requests held back by a
-            # cool-down must not all leave at its end.
-            late = time.monotonic() - asked - wait_us / 1e6
-            if late_max and late > late_max and attempt < LATE_RETRIES:
+            # slot that fell inside a cool-down (a 429 meanwhile): requests held back by
+            # a cool-down must not all leave at its end.
+            if late > late_max > 0 and given_up < LATE_RETRIES:
+                given_up += 1
                 metrics.add("budget_waits", api=self.service)
                 continue
             if self.cooling_for() <= 0:
                 return slot_us / 1e6
-        raise NoBudget(self.service, 0.1)
+
+    def _sit_out_cool_down(self, deadline: float) -> None:
+        while (cooling := self.cooling_for()) > 0:
+            metrics.add("budget_waits", api=self.service)
+            if time.monotonic() + cooling > deadline:
+                raise NoBudget(self.service, cooling)
+            time.sleep(cooling)
+
+    def _take_slot(self, gap_us: int) -> tuple[int, float]:
+        """Reserve the fleet's next slot and sleep until it: (slot in µs on Redis's
+        clock, seconds this thread woke after it); NoBudget when it is too far off."""
+        wait_us, slot_us = (int(v) for v in store.client().eval(
+            _PACE, 1, store.key("pace", self.key), gap_us, int(INLINE_WAIT_MAX * 1e6)))
+        # Counted from the answer: Redis's round trip delays every slot alike (no harm);
+        # what compresses requests is a thread that wakes later than its peers.
+        answered = time.monotonic()
+        if wait_us < 0:
+            metrics.add("budget_waits", api=self.service)
+            raise NoBudget(self.service, -wait_us / 1e6)
+        time.sleep(wait_us / 1e6)
+        return slot_us, time.monotonic() - answered - wait_us / 1e6

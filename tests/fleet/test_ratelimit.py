@@ -105,3 +105,24 @@ def test_budget_margin_defaults_to_the_setting_and_is_validated(monkeypatch):
     for bad in (-0.01, 0.5, 0.9):
         with pytest.raises(ValidationError):
             Settings(rate_limit_margin=bad)
+
+
+def test_a_paced_slot_woken_too_late_for_is_given_up_for_a_new_one(redis_url, monkeypatch):
+    # A thread that wakes after its slot by more than a quarter of the margin's slack
+    # (10 ms of a second at 4 %) would land too close to the requests after it: it takes
+    # a new slot. The first wake-up here comes 50 ms late (a descheduled thread).
+    import time
+
+    from worker import ratelimit, store
+
+    budget = PacedBudget("pace-late", per_second(100), margin=MARGIN)
+    real_sleep, slots = time.sleep, []
+
+    def late_once(seconds: float) -> None:
+        slots.append(int(store.client().get(store.key("pace", "pace-late"))))
+        real_sleep(seconds + (0.05 if len(slots) == 1 else 0))
+
+    monkeypatch.setattr(ratelimit.time, "sleep", late_once)
+    taken = budget.acquire()
+    assert len(slots) == 2  # the late slot was given up, the second one used
+    assert taken == slots[1] / 1e6 and slots[1] - slots[0] >= 50_000
