@@ -117,3 +117,25 @@ def test_a_scan_with_the_refresh_not_due_makes_no_extra_gis_call(
     assert run["gis_calls"] == 4 == len(admin.requests(api="gis"))
     assert not (run_state.GIS.walk(run["run_id"], INCOMING_PEOPLE) or {})
     assert identifies(admin, pid) == []  # as documented: it waits for the refresh
+
+
+def test_the_refresh_is_due_after_its_interval_and_never_when_zero(redis_client):
+    # No clock is waited on: the stamps are explicit.
+    here = state.Scope(1340, "refresh-test")
+    assert state.incoming_refresh_due(here, 900, 1000.0)  # never refreshed: due
+    state.set_incoming_refreshed(here, 1000.0)
+    assert not state.incoming_refresh_due(here, 900, 1899.0)
+    assert state.incoming_refresh_due(here, 900, 1900.0)
+    assert not state.incoming_refresh_due(here, 0, 10**9)  # 0 = off
+    # Applications that end take their person off the list; one still open keeps them.
+    apps = [{"id": i, "status": status, "person": {"id": pid, "home_lc": {"id": 2001}},
+             "opportunity": {"home_lc": {"id": 1340}}}
+            for i, status, pid in ((1, "applied", 7), (2, "accepted", 7), (3, "approved", 8),
+                                   (4, "matched", 9))]
+    own = {"id": 5, "status": "applied", "person": {"id": 10, "home_lc": {"id": 1340}},
+           "opportunity": {"home_lc": {"id": 1340}}}
+    state.note_incoming("refresh-test", [1340], [*apps, own])
+    assert state.incoming_people(here) == ["7", "8", "9"]  # not the LC's own person 10
+    state.note_incoming("refresh-test", [1340], [
+        {**apps[0], "status": "withdrawn"}, {**apps[2], "status": "completed"}])
+    assert state.incoming_people(here) == ["7", "9"]

@@ -101,8 +101,9 @@ RETRY_CHUNK = 25  # failed records read again from GIS (one call each) per part
 
 def _names_step(run_id: str, stream: str, ws: str, walk: dict[str, Any], gis: GisClient,
                 launch: Launch, deadline: float) -> int | None:
-    """Read the walk's records again from GIS by id (the failed records due for a retry:
-    GIS may have fixed them) and hand them over, RETRY_CHUNK at a time; one that GIS no
+    """Read the walk's records again from GIS by id and hand them over: the failed
+    records due for a retry (GIS may have fixed them), RETRY_CHUNK at a time, one call
+    each; the incoming applicants, PEOPLE_BY_ID_PAGE in one call. One that GIS no
     longer has is dropped."""
     names, offset = walk["names"], walk["offset"]
     paged = stream == run_state.INCOMING_PEOPLE  # people only, a page of ids per call
