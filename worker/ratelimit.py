@@ -15,7 +15,9 @@ admits floor(amount x (1 - margin)) requests (at least one) per period. The publ
 limit counts requests as they *arrive*; ours are granted as they *leave*, and a thread
 that wakes a little late from its wait (a busy host, the GIL, a connection being opened)
 lands closer to the requests after it. A paced budget at 96 % absorbs 4 % of a period of
-such lateness (42 ms of Segment's second) without a request over the limit.
+such lateness (42 ms of Segment's second) without a request over the limit, and a
+thread that woke more than a quarter of that after its slot gives the slot up for a new
+one (`LATE_SHARE`, at most `LATE_RETRIES` times).
 
 After a 429 anywhere, `cool_down` stops every worker's calls to that API until the
 service's Retry-After.
