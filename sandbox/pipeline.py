@@ -20,7 +20,8 @@ and builds each route with `ctx.route(api, method, path, handler, auth=..., bulk
 For every request, in this order: latency fault -> timeout fault (never answers) -> auth
 (401 counted as rejected "auth") -> early_after_429 / ignored_retry_after bookkeeping ->
 burst_429 fault -> rate budget (429 + Retry-After, counted in over_budget and rejected
-"rate") -> html_error / 5xx faults (the handler does not run) -> handler -> truncated /
+"rate"; the Retry-After bookkeeping and the budget count the request at its arrival, before
+the latency fault) -> html_error / 5xx faults (the handler does not run) -> handler -> truncated /
 non_json faults (the handler ran, the body is spoiled). Every request is recorded (api,
 method, path, query, identity, status, body, ts) and counted under "METHOD /path/template"
 (the template as given to ctx.route, without the /<api> prefix).
@@ -80,9 +81,10 @@ _NO_JSON = object()
 class Call:
     """What a handler gets besides the request."""
 
-    __slots__ = ("ctx", "state", "identity", "body", "_json", "recorded")
+    __slots__ = ("ctx", "state", "identity", "body", "_json", "recorded", "arrived")
 
-    def __init__(self, ctx: Sandbox, state: ApiState, body: bytes) -> None:
+    def __init__(self, ctx: Sandbox, state: ApiState, body: bytes, arrived: float) -> None:
+        self.arrived = arrived  # ctx.clock() when the request reached the sandbox
         self.ctx = ctx
         self.state = state
         self.identity: str | None = None
@@ -123,9 +125,9 @@ class GuardedEndpoint:
         self.bulk = bulk
 
     async def endpoint(self, request: Request) -> Response:
-        ts = time.time()
+        ts, arrived = time.time(), self.ctx.clock()
         state, epoch = self.state, self.ctx.epoch
-        call = Call(self.ctx, state, await request.body())
+        call = Call(self.ctx, state, await request.body(), arrived)
         self.ctx.in_flight[state.name] += 1
         try:
             response = await self._serve(request, call)
@@ -171,7 +173,7 @@ class GuardedEndpoint:
             if not isinstance(who, str):
                 raise Rejected("auth", who)
             call.identity = who
-        self._check_rate(call.identity or "")
+        self._check_rate(call.identity or "", call.arrived)
         if state.roll(faults.html_error_rate):
             return HTMLResponse(GATEWAY_PAGE, status_code=502)
         if state.roll(faults.error_rate):
@@ -181,14 +183,16 @@ class GuardedEndpoint:
         response = await self.handler(request, call)
         return self._spoiled(response)
 
-    def _check_rate(self, identity: str) -> None:
-        """Retry-After bookkeeping, then the burst_429 fault, then the budget."""
+    def _check_rate(self, identity: str, arrived: float) -> None:
+        """Retry-After bookkeeping, then the burst_429 fault, then the budget: each as of
+        the request's arrival (as a real gateway counts), not of this check, which a
+        latency fault or a busy event loop delays by an uneven amount."""
         state, now = self.state, self.ctx.clock()
-        state.retry_afters.arrived(identity, now)
+        state.retry_afters.arrived(identity, arrived)
         if state.faults.burst_429 > 0:
             state.faults.burst_429 -= 1
             raise Rejected("rate", self._too_many(identity, now, state.faults.retry_after))
-        wait = state.budget.admit(now, self.bulk)
+        wait = state.budget.admit(arrived, self.bulk)
         if wait is not None:
             state.over_budget += 1
             raise Rejected("rate", self._too_many(identity, now, wait))

@@ -5,9 +5,9 @@ prove this arithmetic step a manual clock instead of waiting.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
-from collections import deque
 from typing import NamedTuple
 
 from sandbox.config import Limits
@@ -15,6 +15,10 @@ from sandbox.config import Limits
 # Loopback jitter: requests a client spaced exactly at its budget can arrive a few ms
 # closer together; the window is this much shorter than its period to absorb that.
 WINDOW_GRACE = 0.03
+
+# How much older than the newest one a request's arrival may be when its budget is
+# checked (a latency fault in between); older ones are checked against what is left.
+REORDER_MAX = 5.0
 
 # early_after_429 counts every request inside a Retry-After, including those already in
 # flight (or sent by another thread before the 429 reached the client's shared cool-down);
@@ -24,36 +28,54 @@ REACTION_GRACE = 0.1
 
 
 class Window:
-    """A moving window of accepted requests: at most `limit` per `period` seconds."""
+    """A moving window of accepted requests: at most `limit` in any `period` seconds,
+    counted at their arrival. Requests are admitted in the order the pipeline reaches
+    its budget check (after a latency fault, which may reorder them), so a hit may be
+    older than ones already counted: it is inserted in order, and it fits when every
+    window holding it keeps under `limit`."""
 
     def __init__(self, limit: float, period: float, kind: str) -> None:
         self.limit = max(1, int(limit))
         self.span = period * (1 - WINDOW_GRACE)
         self.kind = kind
-        self.hits: deque[float] = deque()
+        self.hits: list[float] = []  # arrival times, sorted
 
     def _expire(self, now: float) -> None:
-        hits, edge = self.hits, now - self.span
-        while hits and hits[0] <= edge:
-            hits.popleft()
+        # Kept a span longer than needed: a request that arrived earlier may still be
+        # checked (a latency fault of up to REORDER_MAX) and needs the hits around it.
+        edge = now - self.span - REORDER_MAX
+        if self.hits and self.hits[0] <= edge:
+            del self.hits[:bisect.bisect_right(self.hits, edge)]
 
     def wait(self, now: float) -> float | None:
-        """None if a request fits now, else the seconds until the oldest hit leaves."""
+        """None if a request that arrived at `now` fits, else the seconds until the
+        oldest hit of the fullest window holding it leaves."""
         self._expire(now)
-        if len(self.hits) >= self.limit:
-            return self.hits[0] + self.span - now
+        hits, span = self.hits, self.span
+        if len(hits) < self.limit:
+            return None
+        # Every window (end - span, end] holding `now` ends at `now` or at a later hit.
+        first = bisect.bisect_right(hits, now)
+        last = bisect.bisect_left(hits, now + span)
+        for end in [now, *hits[first:last]]:
+            low = bisect.bisect_right(hits, end - span)
+            if bisect.bisect_right(hits, end) - low + 1 > self.limit:
+                return max(0.001, hits[low] + span - now)
         return None
 
     def record(self, now: float) -> None:
-        self.hits.append(now)
+        bisect.insort(self.hits, now)
 
     def remaining(self, now: float) -> int:
         self._expire(now)
-        return max(0, self.limit - len(self.hits))
+        inside = bisect.bisect_right(self.hits, now) - bisect.bisect_right(
+            self.hits, now - self.span)
+        return max(0, self.limit - inside)
 
     def reset_at(self, now: float) -> float:
-        """Monotonic time when the oldest hit leaves the window."""
-        return self.hits[0] + self.span if self.hits else now
+        """Monotonic time when the oldest hit of the current window leaves it."""
+        low = bisect.bisect_right(self.hits, now - self.span)
+        return self.hits[low] + self.span if low < len(self.hits) else now
 
 
 class Headroom(NamedTuple):

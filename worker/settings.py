@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     max_retry_countdown: int = Field(10, gt=0, description="longest wait a retry holds "
                                      "as a countdown; longer waits are parked in Redis")
     result_expires: int = Field(3600, gt=0)
+    rate_limit_margin: float = Field(0.04, ge=0, lt=0.5, description="share of every "
+                                     "*_MAX_RPS / *_MAX_RPM / bulk cap kept unused")
 
     # customer.io Track API
     customerio_track_url: str = "https://track.customer.io"
@@ -152,6 +154,9 @@ class Settings(BaseSettings):
     gis_max_rps: float = Field(10, gt=0)
     gis_page_size: int = Field(500, gt=0, le=500)
     gis_sync_incoming: bool = True
+    gis_incoming_people_refresh: int = Field(900, ge=0, description="seconds between two "
+                                             "reads by id of the people behind the LC's "
+                                             "open incoming applications; 0 = never")
     gis_event_name_field: Literal["short_name", "short_name_display"] = "short_name"
     gis_status_events: str | None = Field(None, description="JSON object overriding the "
                                           "status -> [step, event type, timestamp field] table")

@@ -323,3 +323,21 @@ def test_python_m_sandbox_serves_and_prints_the_env() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_rate_window_counts_requests_at_their_arrival_in_any_order() -> None:
+    # The pipeline checks the budget after a latency fault, so requests reach the check
+    # out of arrival order; the window counts each at its arrival (what a real gateway
+    # sees), at most `limit` in any span holding it.
+    from sandbox.windows import Window
+
+    window = Window(3, 1.0, "requests-per-second")  # span 0.97 s (WINDOW_GRACE)
+    for arrived in (1.0, 1.1):
+        assert window.wait(arrived) is None
+        window.record(arrived)
+    assert window.wait(0.5) is None  # checked late: 0.5, 1.0, 1.1 share a span of 3
+    window.record(0.5)
+    assert window.wait(0.6) is not None  # (0.6, 1.0, 1.1 and 0.5): 4 in one span
+    assert window.wait(1.2) is not None
+    assert window.wait(1.48) is None  # 0.5 has left every span holding 1.48
+    assert window.remaining(1.2) == 0 and window.remaining(1.48) == 1

@@ -19,9 +19,6 @@ BATCH_MAX_BYTES = 500_000 - 2_000  # "smaller than 500kb", with a margin
 ENVELOPE = len('{"batch":[]}')
 ITEM_MAX_BYTES = 32_000
 CREDENTIALS = ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY")
-# Share of CUSTOMERIO_MAX_RPS the fleet paces itself to: requests reach the service
-# with some jitter, and evenly spaced sends keep every 1-second window there under it.
-BUDGET_SHARE = 0.96
 
 
 @dataclass
@@ -76,7 +73,7 @@ class CustomerIo:
         site = settings.secret("CUSTOMERIO_SITE_ID")
         key = settings.secret("CUSTOMERIO_API_KEY")
         budget = PacedBudget("customerio", per_second(settings.customerio_max_rps),
-                             share=BUDGET_SHARE)
+                             margin=settings.rate_limit_margin)
         self.api = Api("customerio", settings.customerio_track_url, CREDENTIALS, budget)
         self.api.session.auth = (site, key)
 

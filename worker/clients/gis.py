@@ -70,6 +70,18 @@ PERSON_QUERY = f"query Person($id: ID!) {{ person(id: $id) {{ {PERSON_FIELDS} }}
 APPLICATION_QUERY = (f"query Application($id: ID!) {{ getApplication(id: $id) "
                      f"{{ {APPLICATION_FIELDS} }} }}")
 
+# People read by id in one call: GIS's schema has no `ids` filter, so a page is one query
+# of aliased `person(id)` fields (p0, p1, ...), at most this many.
+PEOPLE_BY_ID_PAGE = 100
+
+
+def people_by_id_query(count: int) -> str:
+    """The query text reading `count` people by id (variables i0, i1, ...)."""
+    params = ", ".join(f"$i{n}: ID!" for n in range(count))
+    fields = " ".join(f"p{n}: person(id: $i{n}) {{ ...P }}" for n in range(count))
+    return (f"query PeopleById({params}) {{ {fields} }}\n"
+            f"fragment P on Person {{ {PERSON_FIELDS} }}")
+
 
 
 @dataclass(frozen=True)
@@ -124,7 +136,8 @@ class GisClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._configured = settings.secret("GIS_ACCESS_TOKEN")
-        budget = Budget("gis", per_second(settings.gis_max_rps))
+        budget = Budget("gis", per_second(settings.gis_max_rps),
+                        margin=settings.rate_limit_margin)
         self.api = Api("gis", settings.gis_api_url, CREDENTIALS, budget)
         self.page_size = settings.gis_page_size
         # The fleet's refreshed token belongs to the configured one: a new
@@ -222,6 +235,16 @@ class GisClient:
 
     def person(self, person_id: str) -> dict[str, Any] | None:
         return self.query(PERSON_QUERY, {"id": str(person_id)}).get("person")
+
+    def people_by_id(self, person_ids: list[str]) -> list[dict[str, Any]]:
+        """The people GIS knows among `person_ids` (at most PEOPLE_BY_ID_PAGE), in one
+        call; unknown ids are left out."""
+        ids = [str(i) for i in person_ids[:PEOPLE_BY_ID_PAGE]]
+        if not ids:
+            return []
+        found = self.query(people_by_id_query(len(ids)),
+                           {f"i{n}": pid for n, pid in enumerate(ids)})
+        return [p for p in (found.get(f"p{n}") for n in range(len(ids))) if p]
 
     def application(self, application_id: str) -> dict[str, Any] | None:
         return self.query(APPLICATION_QUERY, {"id": str(application_id)}).get("getApplication")

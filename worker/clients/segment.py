@@ -22,11 +22,6 @@ EXTERNAL_IDS_LIMIT = 100
 MAX_PAGES = 10_000  # a cursor that never ends is a bug on one side: stop, loudly
 
 
-# Paced at a little under SEGMENT_MAX_RPS (see worker.ratelimit.PacedBudget): room for
-# arrival jitter, so Segment's own window never sees a burst at its edge.
-PACE_SHARE = 0.98
-
-
 class CursorLoop(ApiError):
     """The API kept answering has_more with the same cursor."""
 
@@ -44,8 +39,10 @@ class SegmentClient:
         token = settings.secret("SEGMENT_ACCESS_TOKEN")
         settings.require("SEGMENT_SPACE_ID")
         space = settings.segment_space_id
+        # Paced RATE_LIMIT_MARGIN under SEGMENT_MAX_RPS (worker.ratelimit.PacedBudget):
+        # room for arrival jitter, so Segment's own window never sees a burst at its edge.
         budget = PacedBudget("segment", per_second(settings.segment_max_rps),
-                             key=f"segment:{space}", share=PACE_SHARE)
+                             key=f"segment:{space}", margin=settings.rate_limit_margin)
         self.api = Api("segment", settings.segment_profiles_url,
                        credentials=("SEGMENT_ACCESS_TOKEN", "SEGMENT_SPACE_ID"), budget=budget)
         self.api.session.auth = (token, "")

@@ -60,14 +60,15 @@ class VoucherifyClient:
         token = settings.secret("VOUCHERIFY_SECRET_KEY")
         # Budgets are per project (its application id): each project has its own limits.
         budget = Budget("voucherify", per_minute(settings.voucherify_max_rpm),
-                        key=f"voucherify:{app_id}")
+                        key=f"voucherify:{app_id}", margin=settings.rate_limit_margin)
         self.api = Api("voucherify", settings.voucherify_api_url,
                        credentials=("VOUCHERIFY_APPLICATION_ID", "VOUCHERIFY_SECRET_KEY"),
                        budget=budget)
         self.api.session.headers.update({"X-App-Id": app_id, "X-App-Token": token})
         per_hour_cap = settings.voucherify_max_bulk_per_hour
         self.bulk_budget = (Budget("voucherify", per_hour(per_hour_cap),
-                                   key=f"voucherify-bulk:{app_id}")
+                                   key=f"voucherify-bulk:{app_id}",
+                                   margin=settings.rate_limit_margin)
                             if per_hour_cap > 0 else None)
 
     @property

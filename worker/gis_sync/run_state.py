@@ -8,7 +8,8 @@ only key (the others are deleted: `run_history.compact`):
 
     sf:gis:run:{id}:walk:{s}     the engine's walk checkpoint of stream s: cursor, pages,
                                  newest updated_at handed over, moves_marks, holds_lock;
-                                 a walk over names (`retries`, `redo:{part}`): names, offset
+                                 a walk over names (`retries`, `incoming_people`,
+                                 `redo:{part}`): names, offset
     sf:gis:run:{id}:pending      the engine's part -> what its redo reads again: its
                                  records' names (kind:id)
     sf:gis:run:{id}:errors       set: the records it could not sync (JSON: kind, id,
@@ -35,6 +36,9 @@ from worker.settings import get_settings
 log = logging.getLogger(__name__)
 
 RETRIES = "retries"  # the walk over failed records due for a retry
+# The walk over the people behind the LC's open incoming applications, read again by id
+# in pages (GIS_INCOMING_PEOPLE_REFRESH; start.py)
+INCOMING_PEOPLE = "incoming_people"
 REDO = "redo:"  # a walk that reads again, by id, the records of a part whose message was lost
 NOTES_KEPT = 1000  # errors and warnings named in a run's summary (their counts are exact)
 
@@ -119,14 +123,16 @@ def open_walks(run_id: str, since: dict[str, str | None], moves_marks: bool,
 
 def open_names_walk(run_id: str, names: list[str], stream: str = RETRIES) -> None:
     """A walk over records read again from GIS by id: the failed records due for a
-    retry, or (`REDO`) those of a part whose message was lost."""
+    retry, the incoming applicants (`INCOMING_PEOPLE`), or (`REDO`) the records of a
+    part whose message was lost."""
     GIS.open_walk(run_id, stream, {"names": names, "offset": 0, "pages": 0, "newest": None,
-                                   "moves_marks": False, "holds_lock": stream == RETRIES})
+                                   "moves_marks": False,
+                                   "holds_lock": stream in (RETRIES, INCOMING_PEOPLE)})
 
 
 def by_names(stream: str) -> bool:
     """A walk over names (kind:id) rather than a GIS list."""
-    return stream == RETRIES or stream.startswith(REDO)
+    return stream in (RETRIES, INCOMING_PEOPLE) or stream.startswith(REDO)
 
 
 def save_walk(run_id: str, stream: str, cursor: Cursor, newest: str | None) -> Record:

@@ -10,6 +10,7 @@ early must not find a run without walks and take it for complete.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -74,9 +75,28 @@ def scan_lc(run_id: str, scope: state.Scope, gis: GisClient, settings: Settings,
     if retries and scope.lc == settings.gis_lcs[0]:  # a workspace's retries: one run each
         run_state.open_names_walk(run_id, retries)
         streams = [*streams, run_state.RETRIES]
+    streams += _incoming_people(run_id, scope, settings, cold)
     start_walks(run_id, streams)
     return {"status": "started", "run_id": run_id, "lc": scope.lc, "cold_start": cold,
             "streams": streams, "retries": len(retries) if run_state.RETRIES in streams else 0}
+
+
+def _incoming_people(run_id: str, scope: state.Scope, settings: Settings, cold: bool
+                     ) -> list[str]:
+    """When due, a walk reading again by id the people behind the LC's open incoming
+    applications: their edits move none of their applications, so no list walk sees
+    them. A cold start reads every incoming application (and the person in it) anyway."""
+    now = time.time()
+    if not settings.gis_sync_incoming or not state.incoming_refresh_due(
+            scope, settings.gis_incoming_people_refresh, now):
+        return []
+    state.set_incoming_refreshed(scope, now)
+    people = [] if cold else state.incoming_people(scope)
+    if not people:
+        return []
+    run_state.open_names_walk(run_id, [failed.name("person", pid) for pid in people],
+                              run_state.INCOMING_PEOPLE)
+    return [run_state.INCOMING_PEOPLE]
 
 
 def backfill(run_id: str, settings: Settings, since: str | None, person_ids: list[str] | None,

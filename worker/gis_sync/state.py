@@ -22,6 +22,13 @@ stays readable until its keys expire or are deleted.
                                        at) with this pair: "no scan has succeeded yet"
                                        is as old as this
     sf:gis:paused, sf:gis:resumed_at   the schedule paused by an operator (`pause.py`)
+    sf:gis:lc:{L}:ws:{W}:incoming_open hash: application id -> person id, the open
+                                       applications of people of other LCs to LC L's
+                                       opportunities, as the sync last saw them (an
+                                       application that ends, withdrawn to completed,
+                                       leaves); their people are read again by id
+                                       every GIS_INCOMING_PEOPLE_REFRESH seconds
+    sf:gis:lc:{L}:ws:{W}:incoming_refreshed  when the last of those refreshes started
     sf:gis:token:{fp}, :refresh        a refreshed GIS access token (clients/gis.py)
     sf:lock:gis-token-refresh          one token refresh at a time, fleet-wide
 
@@ -46,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker import store
+from worker.formats import Record
 from worker.gis_sync import pause
 from worker.gis_sync.mapping import FIELDS
 from worker.settings import Settings
@@ -252,3 +260,57 @@ def _base36(n: int) -> str:
         out = _DIGITS[digit] + out
         if n == 0:
             return out
+
+
+# -- incoming applicants: people of other LCs behind open applications to an LC ------------
+# An application in one of these statuses has ended: its person is no longer refreshed.
+ENDED = frozenset({"completed", "finished", "withdrawn", "rejected", "declined"})
+
+
+def _office_id(record: Any, *path: str) -> str | None:
+    for name in path:
+        record = record.get(name) if isinstance(record, dict) else None
+    return str(record) if isinstance(record, (str, int)) else None
+
+
+def note_incoming(ws: str, lcs: list[int], applications: Iterable[Record]) -> None:
+    """Remember which applications to the opportunities of `lcs` come from people of
+    other LCs and are open (those that ended are forgotten)."""
+    synced = {str(lc) for lc in lcs}
+    opened: dict[str, dict[str, str]] = {}
+    ended: dict[str, list[str]] = {}
+    for a in applications:
+        lc = _office_id(a, "opportunity", "home_lc", "id")
+        pid = _office_id(a, "person", "id")
+        if lc not in synced or not pid or \
+                _office_id(a, "person", "home_lc", "id") in synced:
+            continue
+        if str(a.get("status")) in ENDED:
+            ended.setdefault(lc, []).append(str(a.get("id")))
+        else:
+            opened.setdefault(lc, {})[str(a.get("id"))] = pid
+    with store.client().pipeline(transaction=False) as pipe:
+        for lc, values in opened.items():
+            pipe.hset(Scope(int(lc), ws).key("incoming_open"), mapping=values)
+        for lc, ids in ended.items():
+            pipe.hdel(Scope(int(lc), ws).key("incoming_open"), *ids)
+        pipe.execute()
+
+
+def incoming_people(scope: Scope) -> list[str]:
+    """The people behind the LC's open incoming applications, each once, by id."""
+    ids = set(store.client().hvals(scope.key("incoming_open")))
+    return sorted(ids, key=lambda pid: (len(pid), pid))
+
+
+def incoming_refresh_due(scope: Scope, every: int, now: float) -> bool:
+    """Whether the LC's incoming applicants are due to be read again (never when
+    `every` is 0)."""
+    if every <= 0:
+        return False
+    raw = store.client().get(scope.key("incoming_refreshed"))
+    return raw is None or now - float(raw) >= every
+
+
+def set_incoming_refreshed(scope: Scope, now: float) -> None:
+    store.client().set(scope.key("incoming_refreshed"), now)

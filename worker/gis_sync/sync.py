@@ -144,6 +144,9 @@ def _remember(work: Plan, failed_people: set[str], failed_apps: set[str],
     state.save_steps(ws, {aid: s for aid, s in work.steps.items() if aid not in failed_apps},
                      ref)
     _keep_failed(work.failures, job)
+    # The people of other LCs behind open applications: read again by id now and then
+    # (start.py), since an edit of theirs alone moves none of their applications.
+    state.note_incoming(ws, job.settings.gis_lcs, applications)
     refused = {(f["kind"], f["id"]) for f in work.failures}
     for kind, records in (("person", people), ("application", applications)):
         failed.clear(ws, kind, [str(r.get("id")) for r in records

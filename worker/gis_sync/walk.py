@@ -7,6 +7,9 @@
                    applications come through `applications`
     retries        a scan's fourth walk: the failed records due for a retry, read again
                    from GIS one by one (`failed.py`)
+    incoming_people  when GIS_INCOMING_PEOPLE_REFRESH is due (start.py): the people of
+                   other LCs behind the LC's open incoming applications, read again by id,
+                   PEOPLE_BY_ID_PAGE a call (an edit of theirs moves no application)
     redo:{part}    the records of a part whose message was lost, read again the same way
                    (the run engine's recovery, `worker/runs.py`)
 
@@ -24,7 +27,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from worker.clients.gis import APPLICATIONS, PEOPLE, Cursor, GisClient, Listing
+from worker.clients.gis import (
+    APPLICATIONS,
+    PEOPLE,
+    PEOPLE_BY_ID_PAGE,
+    Cursor,
+    GisClient,
+    Listing,
+)
 from worker.formats import Record
 from worker.gis_sync import failed, run_state
 from worker.gis_sync.changes import newest
@@ -93,14 +103,18 @@ RETRY_CHUNK = 25  # failed records read again from GIS (one call each) per part
 
 def _names_step(run_id: str, stream: str, ws: str, walk: dict[str, Any], gis: GisClient,
                 launch: Launch, deadline: float) -> int | None:
-    """Read the walk's records again from GIS by id (the failed records due for a retry:
-    GIS may have fixed them) and hand them over, RETRY_CHUNK at a time; one that GIS no
+    """Read the walk's records again from GIS by id and hand them over: the failed
+    records due for a retry (GIS may have fixed them), RETRY_CHUNK at a time, one call
+    each; the incoming applicants, PEOPLE_BY_ID_PAGE in one call. One that GIS no
     longer has is dropped."""
     names, offset = walk["names"], walk["offset"]
+    paged = stream == run_state.INCOMING_PEOPLE  # people only, a page of ids per call
+    size = PEOPLE_BY_ID_PAGE if paged else RETRY_CHUNK
     try:
         while offset < len(names) and not GIS.stopped(run_id):
-            chunk = [n.split(":", 1) for n in names[offset:offset + RETRY_CHUNK]]
-            people, applications = _read_again(gis, ws, chunk)
+            chunk = [n.split(":", 1) for n in names[offset:offset + size]]
+            people, applications = (gis.people_by_id([i for _, i in chunk]), []) if paged \
+                else _read_again(gis, ws, chunk)
             launch(run_id, f"{stream}:{offset}", people, applications)
             offset += len(chunk)
             run_state.save_names_offset(run_id, stream, offset)
