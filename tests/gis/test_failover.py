@@ -13,11 +13,10 @@ settings are the shipped ones."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.support import wait_for
+from tests.support.failover import kill_master_and_finish
 from tests.support.gis import Truth, assert_cold_start_arrived
 from worker.gis_sync.run_state import GIS
 from worker.settings import get_settings
@@ -42,14 +41,9 @@ def test_a_cold_start_survives_the_masters_death_and_finishes_by_itself(
     wait_for(lambda: len(admin.requests(api="customerio")) >= 20, "the fan-out under way",
              90, alive=workers)
 
-    old_master = sentinel_redis.kill_master(unreplicated=UNREPLICATED)
-    killed_at = time.monotonic()
-    admin.clear_faults("customerio")
-    sentinel_redis.wait_promoted(old_master)
-    promoted = time.monotonic() - killed_at
-    run = wait_for(lambda: other_fleet.revive() or GIS.summary(run_id),
-                   f"the summary of run {run_id}", FINISH_BOUND)
-    finished = time.monotonic() - killed_at
+    run, promoted, finished = kill_master_and_finish(
+        sentinel_redis, admin, other_fleet, "customerio", UNREPLICATED,
+        lambda: GIS.summary(run_id), FINISH_BOUND)
 
     # Only unusable records are errors (applications without a known programme).
     assert run["status"] == "finished_with_errors", run

@@ -12,11 +12,10 @@ Only the sentinels' own timings are shortened; the fleet's settings are the ship
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.support import wait_for
+from tests.support.failover import kill_master_and_finish
 from tests.support.segment import assert_every_customer_once, start_run
 from worker.segment_migration import state
 
@@ -40,14 +39,9 @@ def test_a_migration_survives_the_masters_death_and_finishes_by_itself(
     wait_for(lambda: (state.progress(run_id) or {}).get("slices_finished", 0) >= 2,
              "two slices", 90, alive=workers)
 
-    old_master = sentinel_redis.kill_master(unreplicated=UNREPLICATED)
-    killed_at = time.monotonic()
-    admin.clear_faults("segment")
-    sentinel_redis.wait_promoted(old_master)
-    promoted = time.monotonic() - killed_at
-    summary = wait_for(lambda: other_fleet.revive() or state.get_summary(run_id),
-                       f"the summary of {run_id}", FINISH_BOUND)
-    finished = time.monotonic() - killed_at
+    summary, promoted, finished = kill_master_and_finish(
+        sentinel_redis, admin, other_fleet, "segment", UNREPLICATED,
+        lambda: state.get_summary(run_id), FINISH_BOUND)
 
     identified = assert_every_customer_once(admin)
     assert summary["status"] == "finished"

@@ -44,14 +44,19 @@ def person(person_id: str, settings: Settings, gis: GisClient | None = None
     entry = failed.entry(ws, "person", person_id)
     if record is None and known is None and entry is None:
         return None
-    out: Record = {"kind": "person", "id": person_id, "workspace": ws,
-                   "in_gis": record is not None,
-                   "updated_at": (record or {}).get("updated_at"),
-                   "accepted": _accepted(known is not None, ref), "failed": entry,
-                   "last_run": last_run(ref)}
+    out = _head("person", person_id, ws, record, _accepted(known is not None, ref),
+                entry, ref)
     if record is not None:
         out.update(compare(record, known))
     return out
+
+
+def _head(kind: str, record_id: str, ws: str, record: Record | None, accepted: Record,
+          entry: Record | None, ref: state.Ref | None) -> Record:
+    """What both kinds of explanation start with."""
+    return {"kind": kind, "id": record_id, "workspace": ws, "in_gis": record is not None,
+            "updated_at": (record or {}).get("updated_at"), "accepted": accepted,
+            "failed": entry, "last_run": last_run(ref)}
 
 
 def compare(record: Record, known: dict[str, str] | None) -> Record:
@@ -85,11 +90,8 @@ def application(application_id: str, settings: Settings, gis: GisClient | None =
     entry = failed.entry(ws, "application", application_id)
     if record is None and step is None and entry is None:
         return None
-    out: Record = {"kind": "application", "id": application_id, "workspace": ws,
-                   "in_gis": record is not None,
-                   "updated_at": (record or {}).get("updated_at"),
-                   "accepted": {**_accepted(step is not None, ref), "step": step},
-                   "failed": entry, "last_run": last_run(ref)}
+    out = _head("application", application_id, ws, record,
+                {**_accepted(step is not None, ref), "step": step}, entry, ref)
     if record is not None:
         out.update(_ladder(record, step, ref, settings))
     return out
