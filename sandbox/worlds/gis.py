@@ -203,12 +203,12 @@ class World:
             moves.append({"id": str(app.id), "from": before, "to": app.status})
         people = [p for p in self.people if not isinstance(p, AddedRecord)]  # as added
         edited = rng.sample(people, min(len(people), round(people_share * len(people))))
-        for person in edited:
-            _edit(person, rng, stamp)
+        edits = [_edit(person, rng, stamp) for person in edited]
         self.application_index.changed(moved)
         self.people_index.changed(edited)
         return {"applications_moved": [m["id"] for m in moves],
-                "people_edited": [str(p.id) for p in edited], "moves": moves}
+                "people_edited": [str(p.id) for p in edited], "moves": moves,
+                "edits": edits}
 
 
 class _Generator:
@@ -336,8 +336,12 @@ def _move(app: Application, rng: random.Random, stamp: int) -> None:
             app.enter(STEP_STATUS[s], stamp)
 
 
-def _edit(person: Person, rng: random.Random, stamp: int) -> None:
+def _edit(person: Person, rng: random.Random, stamp: int) -> dict[str, Any]:
+    """One field edited; what changed (the field, as GIS names it, from and to), so a
+    benchmark can tell when the edit reached customer.io."""
     what = rng.randrange(4)
+    name = ("nps_score", "interviewed", "last_name", "status")[what]
+    before = getattr(person, name)
     if what == 0:
         person.nps_score = rng.randint(0, 10)
     elif what == 1:
@@ -347,3 +351,5 @@ def _edit(person: Person, rng: random.Random, stamp: int) -> None:
     else:
         person.status = rng.choice(PERSON_STATUS)
     person.updated_ts = person.last_active_ts = max(person.updated_ts, stamp)
+    return {"id": str(person.id), "home_lc": str(person.home_lc.id), "field": name,
+            "from": before, "to": getattr(person, name)}
