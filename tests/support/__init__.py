@@ -53,7 +53,9 @@ KEPT = {"sf:workers"}
 
 
 def clear_fleet_state(redis_client) -> None:
-    for pattern in ("sf:*",):
+    # Task results too: a test that stopped a worker mid-chord leaves its headers' results
+    # (they would expire after RESULT_EXPIRES), and the next test counts what it leaves.
+    for pattern in ("sf:*", "celery-task-meta-*", "celery-taskset-meta-*"):
         keys = [k for k in redis_client.scan_iter(pattern, count=1000) if k not in KEPT]
         for i in range(0, len(keys), 500):
             redis_client.delete(*keys[i:i + 500])
