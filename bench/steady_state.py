@@ -219,10 +219,12 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> list[str]:
         lines.append(f"  {kind:16} n={len(values):3}  p50 {seconds(percentile(values, 50))}"
                      f"  p95 {seconds(percentile(values, 95))}"
                      f"  never arrived {sum(v is None for v in values)}")
-    missing = [c.at for c, v in changes if v is None]
+    missing = [c for c, v in changes if v is None]
     if missing:
         lines.append(f"  (the latest change that never arrived was made "
-                     f"{out['ended'] - max(missing):.0f} s before the end)")
+                     f"{out['ended'] - max(c.at for c in missing):.0f} s before the end; "
+                     "never arrived: " + ", ".join(f"{c.kind} {c.id} {c.attribute or ''}"
+                                                   for c in missing[:10]) + ")")
     lines.append(f"  (changes customer.io must not see, left out: {out['silent_changes']})")
     gis, cio = out["gis_per_scan"], out["cio_per_scan"]
     busy = gis[1:] or [0]
