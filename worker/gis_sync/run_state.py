@@ -44,16 +44,20 @@ NOTES_KEPT = 1000  # errors and warnings named in a run's summary (their counts 
 
 
 def summarize(run_id: str, status: str | None) -> Record:
-    """The run's record, counters and notes as its summary. A scan that finished is its
-    LC's last success, set before the summary: whoever sees the summary sees it too (a
-    dry run's as well: `syncfleet health` asks whether scans go on, not what they write).
-    """
+    """The run's record, counters and notes as its summary. What a scan's end changes is
+    done before the summary exists, so whoever sees the summary sees it too: a finished
+    scan is its LC's last success (a dry run's as well: `syncfleet health` asks whether
+    scans go on, not what they write); a stopped one puts the marks back."""
     run = GIS.get(run_id) or {"run_id": run_id, "job": GIS.job}
     errors, warnings = notes(run_id, "errors"), notes(run_id, "warnings")
     failed = run.get("people_failed", 0) + run.get("applications_failed", 0)
     status = status or runs.final_status(run, failed)
     if run.get("kind") == "scan" and status in (runs.FINISHED, runs.FINISHED_WITH_ERRORS):
         set_last_success(scope_of(run))
+    if run.get("kind") == "scan" and status in runs.STOPPED and not run.get("dry_run"):
+        # Halted or cancelled: the marks go back where they were, before the summary
+        # shows (so the next scan reads again what this one did not send).
+        restore_marks(scope_of(run), run.get("marks_before") or {})
     return {**run, "status": status, "errors": errors, "warnings": warnings,
             "warnings_by_field": dict(Counter(f"{w['kind']}.{w['field']}" for w in warnings)),
             "finished_at": iso(),
@@ -62,11 +66,7 @@ def summarize(run_id: str, status: str | None) -> Record:
 
 
 def _ended(summary: Record) -> None:
-    """A scan halted or cancelled puts its LC's marks back where they were, so the next
-    scan reads again what it did not send."""
-    if summary.get("kind") == "scan" and summary["status"] in runs.STOPPED and \
-            not summary.get("dry_run"):
-        restore_marks(scope_of(summary), summary.get("marks_before") or {})
+    """A run ended: its keys folded into the summary, runs past the kept days forgotten."""
     run_history.compact(GIS, summary["run_id"], NOTES)
     run_history.forget_older(GIS.job, run_ttl())
     log.info("gis run %s: %s", summary["status"],
