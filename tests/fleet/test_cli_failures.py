@@ -18,6 +18,9 @@ from worker.cli.display import EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_USAGE
 sys.path.insert(0, str(ROOT / "scripts"))
 from redis_server import free_port, start
 
+# Out of the quick lane (make test-fast): real programs and real timeouts, seconds each.
+pytestmark = pytest.mark.slow
+
 COMMANDS = (("runs",), ("status", "01abc"), ("gis", "runs"), ("gis", "failed"),
             ("gis", "scan"), ("gis", "backfill", "--since", "2026-01-01"), ("migrate",))
 
@@ -48,7 +51,7 @@ def stopped_redis_url(tmp_path) -> str:
     return f"redis://:pw4test@127.0.0.1:{port}/0"
 
 
-@pytest.mark.slow  # 14 commands, each giving up on the stopped Redis after its retries (~5 s)
+# 14 commands, each giving up on the stopped Redis after its retries (~5 s each)
 def test_with_redis_stopped_every_command_says_so_in_one_line(stopped_redis_url):
     for command in COMMANDS:
         done = syncfleet(*command, REDIS_URL=stopped_redis_url, timeout=60)

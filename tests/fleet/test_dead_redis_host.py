@@ -26,6 +26,9 @@ from tests.support.fleet import worker_args
 from tests.support.processes import Process
 from worker.cli.display import EXIT_UNAVAILABLE
 
+# Out of the quick lane (make test-fast): real programs and real timeouts, seconds each.
+pytestmark = pytest.mark.slow
+
 HOSTS = {"silent": (silent_host, "Timeout reading from socket"),
          "unreachable": (unreachable_host, "Timeout connecting to server")}
 PROMETHEUS_SCRAPE_TIMEOUT = 10  # Prometheus's default scrape_timeout

@@ -19,6 +19,9 @@ from worker.gis_sync.run_state import GIS
 from worker.segment_migration import state as segment_state
 from worker.segment_migration.state import SEGMENT
 
+# Out of the quick lane (make test-fast): real programs and real timeouts, seconds each.
+pytestmark = pytest.mark.slow
+
 GIS_ENV = {"GIS_ACCESS_TOKEN": "token", "GIS_HOME_LC_ID": "1340", "GIS_SCAN_INTERVAL": "2"}
 
 

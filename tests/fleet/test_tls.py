@@ -20,6 +20,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import redis_tls
 from redis_sentinel import SentinelSet
 
+# Out of the quick lane (make test-fast): real programs and real timeouts, seconds each.
+pytestmark = pytest.mark.slow
+
 
 def redis_check(**env: str) -> tuple[int, dict]:
     code, report = syncfleet_json("check", **env)

@@ -39,6 +39,9 @@ from worker.exporter import METRIC_NAMES
 from worker.gis_sync import pause, state
 from worker.settings import get_settings
 
+# Out of the quick lane (make test-fast): real programs and real timeouts, seconds each.
+pytestmark = pytest.mark.slow
+
 start = __import__("redis_server").start  # scripts/, put on the path by tests.support.exporter
 
 TESTED = {"SyncfleetExporterDown", "SyncfleetRedisDown", "SyncfleetNoWorker",
