@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import redis_tls
 import test_tools
 from redis_sentinel import SentinelSet
-from redis_server import PrivateRedis, free_port
+from redis_server import PrivateRedis, free_port, start
 
 # The programs `make test` fetched (scripts/test_tools.py) are found after the machine's own.
 os.environ["PATH"] = f"{os.environ.get('PATH', '')}{os.pathsep}{test_tools.bin_dir()}"
@@ -277,3 +277,14 @@ def sandbox_clock(sandbox_env) -> Iterator[ManualClock]:
     sandbox_env.ctx.clock = manual
     yield manual
     sandbox_env.ctx.clock = time.monotonic
+
+
+@pytest.fixture
+def stopped_redis_url(tmp_path) -> str:
+    """The URL of a Redis that ran here and was stopped (with a password: no message may
+    show it)."""
+    port = free_port()
+    server = start(port, str(tmp_path), persist=False)
+    server.terminate()
+    server.wait(10)
+    return f"redis://:pw4test@127.0.0.1:{port}/0"

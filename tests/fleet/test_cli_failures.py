@@ -16,7 +16,7 @@ from tests.support.cli import syncfleet, syncfleet_json
 from worker.cli.display import EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_USAGE
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from redis_server import free_port, start
+from redis_server import free_port
 
 # Out of the quick lane (make test-fast): real programs and real timeouts, seconds each.
 pytestmark = pytest.mark.slow
@@ -39,16 +39,6 @@ def error_of(done) -> dict:
     assert set(error) == {"code", "message", "exit_code"}
     assert error["exit_code"] == done.returncode and "Traceback" not in done.stderr
     return error
-
-
-@pytest.fixture
-def stopped_redis_url(tmp_path) -> str:
-    """The URL of a Redis that ran here and was stopped."""
-    port = free_port()
-    server = start(port, str(tmp_path), persist=False)
-    server.terminate()
-    server.wait(10)
-    return f"redis://:pw4test@127.0.0.1:{port}/0"
 
 
 # 14 commands, each giving up on the stopped Redis after its retries (~5 s each)

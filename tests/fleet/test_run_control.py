@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from tests.support import ROOT
 from tests.support.cli import syncfleet, syncfleet_json, syncfleet_tty
 from worker import runs
 from worker.cli.display import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
@@ -142,20 +141,6 @@ def test_pause_shows_in_health_and_resume_counts_staleness_from_the_resume(
     assert fresh["ok"] is True and fresh["seconds"] < 6, fresh
     assert fresh["detail"].startswith("GIS sync resumed ")
     assert syncfleet("gis", "resume").stdout == "the GIS sync was not paused\n"
-
-
-@pytest.fixture
-def stopped_redis_url(tmp_path) -> str:
-    import sys
-
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from redis_server import free_port, start
-
-    port = free_port()
-    server = start(port, str(tmp_path), persist=False)
-    server.terminate()
-    server.wait(10)
-    return f"redis://127.0.0.1:{port}/0"
 
 
 def test_with_redis_stopped_the_commands_are_one_line(stopped_redis_url):
