@@ -7,13 +7,15 @@ import json
 import pytest
 from ulid import ULID
 
+from tests.support.clock import ago, iso
 from worker.gis_sync import ladder
 from worker.gis_sync.ladder import Malformed, event_id, events, load_ladder, to_unix
 
 LADDER = load_ladder()
-T = {"created_at": "2026-01-01T00:00:00Z", "date_matched": "2026-01-02T00:00:00Z",
-     "date_approved": "2026-01-03T00:00:00Z", "date_realized": "2026-01-04T00:00:00Z",
-     "experience_end_date": "2026-02-15T00:00:00Z", "updated_at": "2026-03-01T00:00:00Z"}
+# Relative to the run's start: `events` refuses a date later than now (ladder._time).
+T = {"created_at": iso(ago(days=70)), "date_matched": iso(ago(days=69)),
+     "date_approved": iso(ago(days=68)), "date_realized": iso(ago(days=67)),
+     "experience_end_date": iso(ago(days=25)), "updated_at": iso(ago(days=10))}
 
 
 def app(status: str, programme: str = "GCDP", display: str = "GV", **fields: str | None):

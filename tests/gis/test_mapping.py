@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.clock import ago, iso
 from worker.gis_sync import mapping
 from worker.gis_sync.ladder import Malformed
+
+# Relative to the run's start: a created_at later than today is dropped as implausible.
+CREATED = ago(days=340)
 
 
 def person(**fields):
@@ -15,7 +19,7 @@ def person(**fields):
               "cv_url": None, "nps_score": 9, "permissions": {"can_apply": False},
               "home_lc": {"id": "1340", "name": "Sandbox LC",
                           "parent": {"id": "1", "name": "Sandboxia"}},
-              "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-02-01T00:00:00Z"}
+              "created_at": iso(CREATED), "updated_at": iso(ago(days=300))}
     record.update(fields)
     return record
 
@@ -31,7 +35,7 @@ def test_attributes_follow_the_contract_and_omit_missing_values():
 
 
 def test_first_identify_adds_created_at_in_unix_seconds():
-    assert mapping.map_person(person()).first == {"created_at": 1767225600}
+    assert mapping.map_person(person()).first == {"created_at": int(CREATED.timestamp())}
     assert mapping.map_person(person(created_at=None)).first == {}
 
 
