@@ -35,7 +35,7 @@ from worker.gis_sync import changes, failed, run_state, start, state, sync, walk
 from worker.gis_sync.planning import SCAN, Job
 from worker.gis_sync.run_state import GIS
 from worker.settings import Settings, get_settings
-from worker.tasking import FleetTask
+from worker.tasking import FleetTask, forget_results
 
 
 def _settings() -> Settings:
@@ -193,16 +193,10 @@ def part_done(self: FleetTask, results: list[Any], run_id: str, part: str,
               headers: int = 0) -> dict[str, Any]:
     """Chord body: the part's sync tasks have all reported (their results forgotten);
     the run ends if it was the last thing it waited for."""
-    _forget_results([header_id(run_id, part, i) for i in range(headers)])
+    forget_results(self.app, [header_id(run_id, part, i) for i in range(headers)])
     GIS.report(run_id, part)
     summary = GIS.finish_if_complete(run_id)
     return summary or {"run_id": run_id, "part": part, **GIS.progress(run_id)}
-
-
-def _forget_results(task_ids: list[str]) -> None:
-    backend = app.backend
-    for i in range(0, len(task_ids), 500):
-        backend.client.delete(*[backend.get_key_for_task(t) for t in task_ids[i:i + 500]])
 
 
 @app.task(name="gis.runs", ignore_result=False)

@@ -31,7 +31,6 @@ from typing import Any
 
 from celery import chord
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.result import ResultSet
 
 from worker import retry, store
 from worker.app import app
@@ -39,7 +38,7 @@ from worker.formats import Record
 from worker.segment_migration import slices, start, state, walk
 from worker.segment_migration.state import SEGMENT
 from worker.settings import get_settings
-from worker.tasking import FleetTask
+from worker.tasking import FleetTask, forget_results
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +170,8 @@ def summarize(self: FleetTask, results: list[Any], run_id: str) -> Record:
     here, needed nowhere else), and the run ends if nothing else is left: walk ended,
     every slice reported. Idempotent: a second body, or this one redelivered, finds the
     summary written (SET NX) and changes nothing."""
-    ResultSet([app.AsyncResult(r["task_id"]) for r in results
-               if isinstance(r, dict) and r.get("task_id")]).forget()
+    forget_results(self.app, [r["task_id"] for r in results
+                              if isinstance(r, dict) and r.get("task_id")])
     summary = SEGMENT.finish_if_complete(run_id, by=self.name)
     return {"run_id": run_id, "slices": len(results), "ended": summary is not None}
 
