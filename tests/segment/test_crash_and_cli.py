@@ -62,7 +62,10 @@ def test_sigkill_mid_run_then_a_new_worker_finishes_every_customer_exactly_once(
 
 
 def test_cli_migrate_follow_shows_progress_that_moves_then_the_summary_table(seg_env, fleet):
-    seg_env.admin.faults("segment", latency_ms=20)  # fetching takes long enough to watch
+    # Fetching lasts several of the CLI's 0.5 s looks even on a busy machine: 120 profiles,
+    # three slices fetching 8 at a time, 600 ms each, take about 3 s (at 20 ms it was about
+    # 1.3 s, and a slow CLI could look only before and after a slice).
+    seg_env.admin.faults("segment", latency_ms=600)
     fleet.ensure()  # the shipped worker, with this test's settings
     env = {**os.environ, "COLUMNS": "160"}
     done = subprocess.run([sys.executable, "-m", "worker", "migrate", "--follow",
