@@ -1,7 +1,7 @@
 """Bytes a GIS run costs in Redis once it has ended (run history, GIS_RUNS_KEPT_DAYS).
 
 Runs go through the run engine as the fleet's do (`worker.runs`: start, summary written
-once, then `run_history.compact` as GIS's end of run does), each with the summary of a
+once and slim, then `run_history.compact` as GIS's end of run does), each with the summary of a
 real sandbox scan, into a private redis-server; the cost of a run is the growth of
 `used_memory` divided by the runs (the summary key, its expiry, its entry in `sf:runs`).
 
@@ -56,7 +56,8 @@ def measure(runs: int, sample: dict[str, Any]) -> dict[str, float]:
     r = store.client()
     r.flushdb()
     engine = Runs("gis", lambda run_id, status: {
-        **(engine.get(run_id) or {}), **sample, "finished_at": iso()}, ttl=DAYS * 86400)
+        **(engine.get(run_id) or {}), **sample, "finished_at": iso()}, ttl=DAYS * 86400,
+        kept=run_history.slim)
     before = r.info("memory")["used_memory"]
     started = time.monotonic()
     ids = []

@@ -23,3 +23,9 @@ def iso(ts: float | None = None) -> str:
 def dumps(value: Any) -> str:
     """Compact JSON, non-ASCII kept as is."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads_fields(raw: dict[str, str]) -> Record | None:
+    """A hash whose every value is compact JSON (a run record, a walk's checkpoint) read
+    back; None for an empty one (Redis's answer for a missing key)."""
+    return {name: json.loads(value) for name, value in raw.items()} if raw else None

@@ -33,7 +33,7 @@ Keys (job = gis | segment; every value of a hash is JSON):
     sf:{job}:run:{id}:pending       hash: part -> what its redo needs, until it reports
 
 A job with a `ttl` has every key of a run expire that long after its last write; one
-that never resumes a run (GIS) keeps only its summary once written (`run_history.compact`).
+that never resumes a run (GIS) keeps only its summary, written slim (`run_history.compact`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from typing import Any
 from redis.client import Pipeline
 
 from worker import metrics, store
-from worker.formats import Record, dumps, iso
+from worker.formats import Record, dumps, iso, loads_fields
 
 RUNNING = "running"
 FINISHED = "finished"
@@ -85,13 +85,16 @@ def final_status(record: Record, errors: int) -> str:
 
 
 class Runs:
-    """The runs of one job. `summarize` builds a summary from the run's state; `ended`
+    """The runs of one job. `summarize` builds a summary from the run's state; `kept`
+    (GIS: `run_history.slim`) is what of it is written, all of it by default; `ended`
     follows a summary written; `relaunch` (set by the job's tasks) resends lost work."""
 
     def __init__(self, job: str, summarize: Summarize, *,
                  ttl: int | Callable[[], int] | None = None,
-                 ended: Callable[[Record], None] | None = None) -> None:
-        self.job, self.summarize, self._ttl, self.ended = job, summarize, ttl, ended
+                 ended: Callable[[Record], None] | None = None,
+                 kept: Callable[[Record], Record] | None = None) -> None:
+        self.job, self.summarize, self.kept = job, summarize, kept
+        self._ttl, self.ended = ttl, ended
         self.relaunch: Relaunch | None = None
         JOBS[job] = self
 
@@ -188,8 +191,7 @@ class Runs:
             pipe.execute()
 
     def walk(self, run_id: str, name: str) -> Record | None:
-        raw = store.client().hgetall(self.key(run_id, "walk", name))
-        return {k: json.loads(v) for k, v in raw.items()} if raw else None
+        return loads_fields(store.client().hgetall(self.key(run_id, "walk", name)))
 
     def save_walk(self, run_id: str, name: str, **fields: Any) -> Record:
         """Checkpoint the walk (activity); returns the checkpoint as it now stands."""
@@ -287,10 +289,10 @@ class Runs:
 
     def _finish(self, run_id: str, status: str | None, by: str | None) -> Record | None:
         summary = self.summarize(run_id, status) | ({"written_by": by} if by else {})
-        r = store.client()
-        if not r.set(self.key(run_id, "summary"), dumps(summary), nx=True, ex=self.ttl):
+        kept = self.kept(summary) if self.kept else summary  # kept as written: one write
+        if not store.client().set(self.key(run_id, "summary"), dumps(kept), nx=True, ex=self.ttl):
             return None
-        with r.pipeline(transaction=False) as pipe:
+        with store.client().pipeline(transaction=False) as pipe:
             pipe.hset(self.key(run_id), mapping={
                 "status": dumps(summary["status"]),
                 "finished_at": dumps(summary.get("finished_at") or iso())})
@@ -339,12 +341,10 @@ def run_key(job: str, run_id: str, *parts: object) -> str:
 
 
 def stored_record(job: str, run_id: str) -> Record | None:
-    raw = store.client().hgetall(run_key(job, run_id))
-    return {name: json.loads(value) for name, value in raw.items()} if raw else None
+    return loads_fields(store.client().hgetall(run_key(job, run_id)))
 
 
 def stored_summary(job: str, run_id: str) -> Record | None:
-    """A run's summary (the one place that reads it: `worker.run_history` lists runs
-    through it too), with the run id and job its key names (a kept one leaves them out)."""
+    """A run's summary, with the run id and job its key names (`kept` leaves them out)."""
     raw = store.client().get(run_key(job, run_id, "summary"))
     return {"run_id": run_id, "job": job, **json.loads(raw)} if raw else None

@@ -3,8 +3,9 @@ read GIS, the records it rejected, its summary, and its LC's scan lock (no Celer
 
 Keys, besides the engine's (the run record, summary, walks, parts and the open-runs
 index `sf:gis:runs:open`, listed in `worker/runs.py`). Every key of a run expires
-`GIS_RUNS_KEPT_DAYS` after its last write; once the summary is written, it is the run's
-only key (the others are deleted: `run_history.compact`):
+`GIS_RUNS_KEPT_DAYS` after its last write; once the summary is written (slim, in its one
+write: `run_history.slim`), it is the run's only key (the others are deleted:
+`run_history.compact`):
 
     sf:gis:run:{id}:walk:{s}     the engine's walk checkpoint of stream s: cursor, pages,
                                  newest updated_at handed over, moves_marks, holds_lock;
@@ -66,7 +67,8 @@ def summarize(run_id: str, status: str | None) -> Record:
 
 
 def _ended(summary: Record) -> None:
-    """A run ended: its keys folded into the summary, runs past the kept days forgotten."""
+    """A run ended (`summary` as built, whole; what is kept is its slim form): its other
+    keys deleted, runs past the kept days forgotten."""
     run_history.compact(GIS, summary["run_id"], NOTES)
     run_history.forget_older(GIS.job, run_ttl())
     log.info("gis run %s: %s", summary["status"],
@@ -79,7 +81,7 @@ def run_ttl() -> int:
 
 
 NOTES = ("errors", "warnings")  # the run's own keys, folded into its summary
-GIS = runs.Runs("gis", summarize, ttl=run_ttl, ended=_ended)
+GIS = runs.Runs("gis", summarize, ttl=run_ttl, ended=_ended, kept=run_history.slim)
 
 
 def start_run(run_id: str, kind: str, scope: Scope, /, **fields: Any) -> None:
