@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from redis.connection import AbstractConnection
 
 from tests.support.cli import syncfleet, syncfleet_json
 from worker import recovery, run_history, runs, store
@@ -33,6 +36,45 @@ class Job:
         self.built += 1
         record = self.runs.get(run_id) or {}
         return {**record, "status": status or runs.final_status(record, record.get("bad", 0))}
+
+
+@contextmanager
+def monitored(redis_client) -> Iterator[list[list[str]]]:
+    """What Redis received meanwhile from every client (MONITOR), each command split into
+    its words; filled when the block ends."""
+    seen: list[list[str]] = []
+    with redis_client.monitor() as monitor:  # listening once MONITOR has answered OK
+
+        def listen() -> None:
+            for event in monitor.listen():
+                if event["command"] == "ECHO monitored":
+                    return
+                seen.append(event["command"].split(" "))
+
+        reader = threading.Thread(target=listen, daemon=True)
+        reader.start()
+        try:
+            yield seen
+        finally:
+            redis_client.echo("monitored")  # the last command the listener sees
+            reader.join(10)
+    assert not reader.is_alive()
+
+
+@pytest.fixture
+def round_trips(monkeypatch) -> list[bytes]:
+    """What this process sent Redis, one item per round trip (a pipeline is one; redis-py's
+    own health-check PINGs are left out), from now on."""
+    sent: list[bytes] = []
+    send = AbstractConnection.send_packed_command
+
+    def counted(self: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        if check_health:
+            sent.append(command)
+        send(self, command, check_health)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    return sent
 
 
 @pytest.fixture
@@ -235,8 +277,14 @@ def test_an_ended_gis_run_is_its_slim_summary_alone_and_stays_so(redis_client):
     run_state.add_notes("g1", [{"kind": "person", "id": "1", "reason": "bad"}], [])
     GIS.count("g1", {"people_seen": 1})
     GIS.report("g1", "people:0")
-    run_state.end_walk("g1", "people", None)  # the last thing: the run ends
+    with monitored(redis_client) as seen:
+        run_state.end_walk("g1", "people", None)  # the last thing: the run ends
 
+    # Its summary is written once, slim already (SET NX), and never read back meanwhile.
+    on_summary = [cmd[0].upper() for cmd in seen if cmd[1:2] == ["sf:gis:run:g1:summary"]]
+    assert on_summary.count("SET") == 1 and "GET" not in on_summary
+    written = next(cmd for cmd in seen if cmd[:2] == ["SET", "sf:gis:run:g1:summary"])
+    assert "NX" in [word.upper() for word in written[3:]]
     assert sorted(redis_client.scan_iter("sf:gis:run:g1*")) == ["sf:gis:run:g1:summary"]
     kept = json.loads(redis_client.get("sf:gis:run:g1:summary"))
     assert not {"run_id", "job", "started_ts", "mode", "since_ts", "marks_before"} & set(kept)
@@ -253,3 +301,41 @@ def test_an_ended_gis_run_is_its_slim_summary_alone_and_stays_so(redis_client):
     assert not GIS.start("g1", "scan")
     assert sorted(redis_client.scan_iter("sf:gis:run:g1*")) == ["sf:gis:run:g1:summary"]
     assert run_history.recent(5, job="gis")[0]["people_seen"] == 1
+
+
+def test_recent_reads_a_page_of_runs_in_a_few_round_trips(redis_client, round_trips):
+    from worker.gis_sync.run_state import GIS
+    from worker.segment_migration.state import SEGMENT
+
+    index, hour_ago = store.key("runs"), time.time() - 3600  # within GIS_RUNS_KEPT_DAYS
+    for i in range(40):  # newest last: 30 ended scans, 5 running migrations, 5 expired
+        if i % 8 == 3:
+            SEGMENT.start(f"m{i}", "migration")
+            name = f"segment:m{i}"
+        elif i % 8 == 6:
+            name = f"gis:gone{i}"  # listed, its keys expired
+        else:
+            GIS.start(f"s{i}", "scan", lc=1340, workspace="ws-test")
+            GIS.finish_if_complete(f"s{i}")
+            name = f"gis:s{i}"
+        redis_client.zadd(index, {name: hour_ago + i})
+    # What the run-at-a-time readers say, newest first.
+    expected = [{"job": name.split(":")[0], **found} for name in redis_client.zrevrange(
+        index, 0, -1) if (found := runs.stored_summary(*name.split(":"))
+                          or runs.stored_record(*name.split(":")))]
+    assert len(expected) == 35 and expected[0]["run_id"] == "s39"
+    assert "people_seen" not in expected[0] and expected[0]["status"] == "finished"
+
+    round_trips.clear()
+    assert run_history.recent(None) == expected
+    # The index's page, the summaries, the records of the runs without one, the expired
+    # entries unlisted, the empty next page (a run at a time: 56).
+    assert len(round_trips) <= 5
+    assert not [n for n in redis_client.zrange(index, 0, -1) if n.startswith("gis:gone")]
+    round_trips.clear()
+    assert run_history.recent(3, job="segment") == [
+        run for run in expected if run["job"] == "segment"][:3]
+    assert run_history.recent(4) == expected[:4]
+    assert run_history.recent(4, job="gis", since=hour_ago + 36) == [
+        run for run in expected if run["job"] == "gis"][:3]
+    assert len(round_trips) <= 12
