@@ -1,8 +1,8 @@
 """Bytes a GIS run costs in Redis once it has ended (run history, GIS_RUNS_KEPT_DAYS).
 
 Runs go through the run engine as the fleet's do (`worker.runs`: start, summary written
-once and slim, then `run_history.compact` as GIS's end of run does), each with the summary of a
-real sandbox scan, into a private redis-server; the cost of a run is the growth of
+once, slim, then `run_history.compact` as GIS's end of run does), each with the summary of
+a real sandbox scan, into a private redis-server; the cost of a run is the growth of
 `used_memory` divided by the runs (the summary key, its expiry, its entry in `sf:runs`).
 
     .venv/bin/python bench/run_history.py            # 20,160 runs: 14 days at 60 s

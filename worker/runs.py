@@ -85,9 +85,9 @@ def final_status(record: Record, errors: int) -> str:
 
 
 class Runs:
-    """The runs of one job. `summarize` builds a summary from the run's state; `kept`
-    (GIS: `run_history.slim`) is what of it is written, all of it by default; `ended`
-    follows a summary written; `relaunch` (set by the job's tasks) resends lost work."""
+    """The runs of one job. `summarize` builds a summary from the run's state, written as
+    `kept` keeps it (GIS: `run_history.slim`; whole by default); `ended` follows, given it
+    whole, as the caller is; `relaunch` (set by the job's tasks) resends lost work."""
 
     def __init__(self, job: str, summarize: Summarize, *,
                  ttl: int | Callable[[], int] | None = None,
