@@ -360,8 +360,8 @@ def test_malformed_records_end_to_end_nothing_fails_everything_valid_arrives(
 
     profiles = admin.customerio_profiles()["profiles"]
     events = received(admin)
-    errors = {(e["kind"], e["id"]) for e in run["errors"]}
-    warnings = [(w["kind"], w["id"], w["field"]) for w in run["warnings"]]
+    errors = {(e["kind"], e["id"]) for e in run.get("errors", [])}
+    warnings = [(w["kind"], w["id"], w["field"]) for w in run.get("warnings", [])]
     expected_errors, expected_warnings = set(), set()
     for valid, record, effects in people:
         pid, attributes, warned, reasons = expected_person(valid, effects)
