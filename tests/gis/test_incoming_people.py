@@ -10,9 +10,10 @@ import time
 from datetime import datetime
 from typing import Any
 
+from tests.support.cli import syncfleet
 from tests.support.gis import LC, scan, scope, unix
 from worker.clients.gis import PEOPLE_BY_ID_PAGE
-from worker.gis_sync import state
+from worker.gis_sync import explain, state
 from worker.settings import get_settings
 
 ENDED = {"completed", "finished", "withdrawn", "rejected", "declined"}
@@ -118,6 +119,26 @@ def test_a_scan_with_the_refresh_not_due_makes_no_extra_gis_call(
     assert not [c for c in admin.requests(api="gis")
                 if "PeopleById" in (c["body"] or {}).get("query", "")]
     assert identifies(admin, pid) == []  # as documented: it waits for the refresh
+
+    # `gis explain person` says why: what differs, and that the refresh will read them.
+    found = explain.person(pid, get_settings())
+    assert found["differs"] == ["last_name", "full_name"]
+    opened = sorted((a["id"] for a in admin.world_applications() if a["person_id"] == pid
+                     and str(a["opportunity"]["home_lc"]["id"]) == LC
+                     and a["status"] not in ENDED), key=int)
+    assert found["incoming"]["open_applications"] == {LC: opened}
+    assert found["incoming"]["refreshed"] and found["incoming"]["last_refresh_at"]
+    # Once their applications to the LC have all ended (as a scan notes it), the refresh
+    # no longer reads them, and the explanation says so.
+    gone = pid
+    state.note_incoming(scope().workspace, [int(LC)], [
+        {**a, "status": "rejected", "person": {"id": a["person_id"],
+                                               "home_lc": {"id": a["person_home_lc"]}}}
+        for a in admin.world_applications() if a["person_id"] == gone])
+    shown = explain.person(gone, get_settings())["incoming"]
+    assert shown["open_applications"] == {} and shown["refreshed"] is False
+    done = syncfleet("gis", "explain", "person", gone)
+    assert done.returncode == 0 and "no open application to the synced LCs" in done.stdout
 
 
 def test_the_refresh_is_due_after_its_interval_and_never_when_zero(redis_client):

@@ -82,6 +82,8 @@ def _gis_rows(found: dict[str, Any]) -> list[tuple[str, Any]]:
     if found["kind"] == "person":
         differs = ", ".join(found.get("differs") or []) or "nothing"
         rows.append(("differs now", differs if found["in_gis"] else "unknown (not in GIS)"))
+        if "incoming" in found:
+            rows.append(("incoming refresh", _incoming_line(found["incoming"])))
     else:
         now = found.get("now") or {}
         rows += [("step accepted", "none" if accepted.get("step") is None
@@ -95,6 +97,18 @@ def _gis_rows(found: dict[str, Any]) -> list[tuple[str, Any]]:
                            f"{entry['attempts']})" if entry else "no"))
     rows.append(("last run", _run_line(run)))
     return rows
+
+
+def _incoming_line(incoming: dict[str, Any]) -> str:
+    """Whether the refresh of incoming applicants reads this person of another LC."""
+    opened = "; ".join(f"LC {lc}: {', '.join(apps)}"
+                       for lc, apps in incoming["open_applications"].items())
+    if not incoming["refreshed"]:
+        why = "GIS_INCOMING_PEOPLE_REFRESH is 0" if opened else \
+            "no open application to the synced LCs"
+        return f"no ({why}): an edit arrives only with a change of an application"
+    return f"yes, every {incoming['refresh_every_s']} s (last at " \
+           f"{incoming['last_refresh_at'] or 'not yet'}), for open applications {opened}"
 
 
 def _run_line(run: dict[str, Any] | None) -> str:

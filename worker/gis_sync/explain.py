@@ -11,6 +11,9 @@ Reads the record from GIS (one call) and puts beside it what the fleet knows:
   were sent, with their ids and timestamps, recomputed by the ladder from the record's
   dates (ids are deterministic: worker/gis_sync/ladder.py); and the events the next sync
   would send for it now (`pending`).
+- a person of another LC (an incoming applicant): the open applications to the synced
+  LCs that put them on the incoming refresh, and when it last ran (`incoming`): with
+  none, their edits arrive only with a change of one of their applications;
 - its entry on the failed or dead list (failed.py), with the reason;
 - the run that last sent it, from the run reference kept with the state (state.py).
 
@@ -48,7 +51,21 @@ def person(person_id: str, settings: Settings, gis: GisClient | None = None
                 entry, ref)
     if record is not None:
         out.update(compare(record, known))
+        home = mapping.home_lc_of(record)
+        if home is not None and home not in settings.gis_lcs:
+            out["incoming"] = incoming(person_id, settings)
     return out
+
+
+def incoming(person_id: str, settings: Settings) -> Record:
+    """Whether the refresh of incoming applicants reads this person of another LC, and why."""
+    every = settings.gis_incoming_people_refresh
+    opened = {str(scope.lc): apps for scope in state.scopes(settings)
+              if (apps := state.incoming_of(scope, person_id))}
+    last = [at for scope in state.scopes(settings)
+            if (at := state.incoming_refreshed_at(scope)) is not None]
+    return {"open_applications": opened, "refreshed": bool(opened) and every > 0,
+            "refresh_every_s": every, "last_refresh_at": iso(max(last)) if last else None}
 
 
 def _head(kind: str, record_id: str, ws: str, record: Record | None, accepted: Record,

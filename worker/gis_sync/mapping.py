@@ -183,6 +183,16 @@ def dig(record: dict[str, Any], path: tuple[str, ...]) -> tuple[Any, str, str | 
     return value, ".".join(path), None
 
 
+def home_lc_of(person: dict[str, Any]) -> int | None:
+    """The id of the person's home LC, None when GIS shows none usable."""
+    home = person.get("home_lc")
+    lc = home.get("id") if isinstance(home, dict) else None
+    try:
+        return int(lc) if lc is not None and not isinstance(lc, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
 def person_of(application: dict[str, Any]) -> str | None:
     person = application.get("person") or {}
     pid = (person.get("id") if isinstance(person, dict) else None) or \
