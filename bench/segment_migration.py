@@ -12,7 +12,8 @@ and `celery -A worker worker` processes, then times `segment.migrate` until its 
 - budget:   Segment at 100 req/s (sandbox limit and SEGMENT_MAX_RPS) with 50 ms latency:
             share of the Segment budget used between the first and the last Segment call,
             and the requests over 100 in any 1.0 s of their arrival at the sandbox (the
-            published limit, counted strictly: without the sandbox's 3 % window grace)
+            published limit, counted strictly: without the sandbox's 3 % window grace);
+            Voucherify is served by a second sandbox process, as it is another service
 - original: the original tool's approach on the same data (sequential pages, traits and
             external ids per profile, one bulk per 100, no async-action reads): measured
             on the first 2,000 profiles without latency, and computed for 50 ms latency
@@ -74,8 +75,9 @@ def rss_mb(pids: list[int]) -> float:
 
 
 def migrate(redis_url: str, url: str, profiles: int, env: dict[str, str],
-            workers: int = 1) -> dict[str, Any]:
-    """One run through real worker processes; figures from the summary and the sandbox."""
+            workers: int = 1, vurl: str | None = None) -> dict[str, Any]:
+    """One run through real worker processes; figures from the summary and the sandbox
+    (Voucherify's at `vurl` when it is a sandbox of its own)."""
     from worker import store
     from worker.app import app
     from worker.segment_migration import state
@@ -85,8 +87,11 @@ def migrate(redis_url: str, url: str, profiles: int, env: dict[str, str],
     r.flushall()
     admin = SandboxAdmin(url)
     admin.clear_requests()
-    requests.get(f"{url}/admin/voucherify/customers", timeout=60)
-    full_env = {**os.environ, **env_for(url), "REDIS_URL": redis_url, **env}
+    vurl = vurl or url
+    SandboxAdmin(vurl).clear_requests()
+    requests.get(f"{vurl}/admin/voucherify/customers", timeout=60)
+    full_env = {**os.environ, **env_for(url), "REDIS_URL": redis_url, **env,
+                "VOUCHERIFY_API_URL": f"{vurl}/voucherify"}
     procs = [start_worker(full_env, f"bench{i}") for i in range(workers)]
     time.sleep(4)  # workers up (no ping: keep the bench simple)
     run_id = new_run_id()
@@ -104,10 +109,10 @@ def migrate(redis_url: str, url: str, profiles: int, env: dict[str, str],
             proc.terminate()
         for proc in procs:
             proc.wait(30)
-    stats = admin.stats()
+    stats, vstats = admin.stats(), SandboxAdmin(vurl).stats()
     seg_times = [q["ts"] for q in admin.requests(api="segment")]
     seg_span = max(seg_times) - min(seg_times)
-    customers = admin.voucherify_customers()["customers"]
+    customers = SandboxAdmin(vurl).voucherify_customers()["customers"]
     return {
         "profiles": summary["profiles_seen"], "duration_s": summary["duration_s"],
         "profiles_per_s": summary["profiles_seen"] / summary["duration_s"],
@@ -117,15 +122,15 @@ def migrate(redis_url: str, url: str, profiles: int, env: dict[str, str],
         "segment_calls": sum(stats["requests"]["segment"].values()),
         "segment_span_s": seg_span,
         "segment_rps": len(seg_times) / seg_span if seg_span else 0.0,
-        "voucherify_calls": sum(stats["requests"]["voucherify"].values()),
-        "voucherify_per_1000": 1000 * sum(stats["requests"]["voucherify"].values())
+        "voucherify_calls": sum(vstats["requests"]["voucherify"].values()),
+        "voucherify_per_1000": 1000 * sum(vstats["requests"]["voucherify"].values())
         / max(1, summary["profiles_seen"]),
         "over_budget": stats["over_budget"]["segment"],
         "over_100_in_1s": over_limit(seg_times, 100),
         "share_of_100rps": len(seg_times) / seg_span / 100 if seg_span else 0.0,
         "early_after_429": stats["early_after_429"]["segment"],
         "ignored_retry_after": stats.get("ignored_retry_after", {}).get("segment"),
-        "rejected": stats["rejected"]["voucherify"],
+        "rejected": vstats["rejected"]["voucherify"],
         "worker_rss_mb_all_processes": peak_rss, "peak_rss_mb_per_worker_process": hwm,
         "redis_used_mb": peak_redis / 2**20,
     }
@@ -191,6 +196,11 @@ def main() -> None:
     port = free_port()
     sandbox = start_sandbox(port, args.profiles)
     url = f"http://127.0.0.1:{port}"
+    # Voucherify in a process of its own for the budget run: as the real services are, so
+    # that its bulk work does not delay when Segment's simulator stamps an arrival.
+    vport = free_port()
+    vsandbox = start_sandbox(vport, 10)
+    vurl = f"http://127.0.0.1:{vport}"
     admin = SandboxAdmin(url)
     try:
         with PrivateRedis() as redis:
@@ -214,11 +224,12 @@ def main() -> None:
                               "SEGMENT_SLICE_SIZE": "1000"}, workers=2))
             if "budget" in wanted:
                 admin.reset()
+                SandboxAdmin(vurl).reset()
                 admin.limits("segment", rps=100)
                 admin.faults("segment", latency_ms=50)
                 show("budget: Segment 100 req/s + 50 ms latency, 1 worker x 4 prefork processes",
                      migrate(redis.url, url, args.profiles,
-                             {"SEGMENT_MAX_RPS": "100", "VOUCHERIFY_MAX_RPM": "2000"}))
+                             {"SEGMENT_MAX_RPS": "100", "VOUCHERIFY_MAX_RPM": "2000"}, vurl=vurl))
             if "original" in wanted:
                 admin.reset()
                 admin.limits("segment", rps=0)
@@ -236,6 +247,8 @@ def main() -> None:
     finally:
         sandbox.terminate()
         sandbox.wait(10)
+        vsandbox.terminate()
+        vsandbox.wait(10)
     print(f"\nload average at end: {os.getloadavg()}")
 
 

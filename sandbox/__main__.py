@@ -14,6 +14,7 @@ from sandbox.app import create_app
 from sandbox.config import APIS, Faults, SandboxConfig, parse_now
 from sandbox.context import Sandbox
 from sandbox.credentials import env_for
+from sandbox.pauses import keep_collections_short
 
 LIMIT_FLAGS = ("rps", "rpm", "bulk_per_hour")
 
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     port = sock.getsockname()[1]
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(banner(f"http://{shown_host}:{port}", app.state.sandbox), flush=True)
+    keep_collections_short()  # the world is built: out of the collector's way
     config = uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log,
                             timeout_graceful_shutdown=1, lifespan="off", backlog=2048)
     uvicorn.Server(config).run(sockets=[sock])

@@ -3,6 +3,7 @@ the recording of every request and each simulator's data."""
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 from collections import Counter, deque
@@ -125,6 +126,8 @@ class Sandbox:
             # recording itself has dropped them): a run's sending span.
             "first_at": {n: s.first_at for n, s in apis},
             "last_at": {n: s.last_at for n, s in apis},
+            # Objects moved out of the garbage collector's walks (sandbox/pauses.py).
+            "gc_frozen": gc.get_freeze_count(),
         }
 
     def faults_of(self, name: str) -> dict[str, Any]:
