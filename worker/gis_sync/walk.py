@@ -133,7 +133,7 @@ def _same_kind(names: list[str], offset: int) -> tuple[str, list[str]]:
     """The kind of the name at `offset`, and the ids of the names of that kind that
     follow it without a break (at most BY_ID_PAGE): what one GIS call reads."""
     kind = names[offset].split(":", 1)[0]
-    ids = []
+    ids: list[str] = []
     for name in names[offset:offset + BY_ID_PAGE]:
         this_kind, record_id = name.split(":", 1)
         if this_kind != kind:
