@@ -1,5 +1,5 @@
 """The clients and the sync functions against the sandbox over HTTP (no Celery needed):
-customer.io refusals (400 and 207 per item) and GraphQL errors."""
+customer.io refusals (400 and 207 per item), GraphQL errors, GIS records read by id."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from tests.support.clock import ago, iso
 from tests.support.gis import scope, workspace
 from worker.clients.customerio import CustomerIo, event_item, identify_item
-from worker.clients.gis import GisClient, GisQueryError
+from worker.clients.gis import APPLICATIONS_BY_ID, PEOPLE_BY_ID, GisClient, GisQueryError
 from worker.gis_sync import failed as failed_list
 from worker.gis_sync import planning, run_state, state, sync
 from worker.gis_sync.ladder import event_id
@@ -180,3 +180,24 @@ def test_a_batch_request_refused_as_a_whole_refuses_its_items(sandbox_env):
     assert {"person:301", "person:302", "application:401"} <= set(failed)
     assert "400" in failed["person:301"]["reason"]
     assert failed["person:301"]["attempts"] == 1
+
+
+def test_records_read_by_id_in_one_call_per_kind_a_gone_one_answering_none(sandbox_env):
+    # The retries' read: aliased person(id) / getApplication(id) fields in one query each,
+    # one answer per id in order, None where GIS has no such record (a null alias).
+    admin = sandbox_env.admin
+    app = admin.world_applications()[0]
+    client = GisClient(get_settings())
+    admin.clear_requests()
+    apps = client.by_id(APPLICATIONS_BY_ID, [app["id"], "999999902", app["id"]])
+    people = client.by_id(PEOPLE_BY_ID, ["999999901", app["person_id"]])
+    assert [a and a["id"] for a in apps] == [app["id"], None, app["id"]]
+    assert apps[0] == client.application(app["id"])  # the single read's fields, same answer
+    assert apps[0]["person"]["id"] == app["person_id"]
+    assert [p and p["id"] for p in people] == [None, app["person_id"]]
+    assert people[1] == client.person(app["person_id"])
+    calls = admin.requests(api="gis")
+    assert [c["body"]["query"].split("(")[0] for c in calls[:2]] == [
+        "query ApplicationsById", "query PeopleById"]
+    assert [c["status"] for c in calls[:2]] == [200, 200]
+    assert client.by_id(APPLICATIONS_BY_ID, []) == []  # no ids: no call

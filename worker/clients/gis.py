@@ -70,18 +70,38 @@ PERSON_QUERY = f"query Person($id: ID!) {{ person(id: $id) {{ {PERSON_FIELDS} }}
 APPLICATION_QUERY = (f"query Application($id: ID!) {{ getApplication(id: $id) "
                      f"{{ {APPLICATION_FIELDS} }} }}")
 
-# People read by id in one call: GIS's schema has no `ids` filter, so a page is one query
-# of aliased `person(id)` fields (p0, p1, ...), at most this many.
-PEOPLE_BY_ID_PAGE = 100
+# Records read by id in one call: GIS's schema has no `ids` filter, so a page is one query
+# of aliased single-record fields (`p0: person(id: $i0)`, `a0: getApplication(id: $i0)`,
+# ...), at most this many: people and applications alike.
+BY_ID_PAGE = 100
+PEOPLE_BY_ID_PAGE = APPLICATIONS_BY_ID_PAGE = BY_ID_PAGE
 
 
-def people_by_id_query(count: int) -> str:
-    """The query text reading `count` people by id (variables i0, i1, ...)."""
+@dataclass(frozen=True)
+class ById:
+    """A single-record root field read for a page of ids: the operation's name, the
+    field, the prefix of its aliases, and the fragment of the record's fields."""
+
+    operation: str
+    field: str
+    alias: str
+    type_name: str
+    fields: str
+
+
+PEOPLE_BY_ID = ById("PeopleById", "person", "p", "Person", PERSON_FIELDS)
+APPLICATIONS_BY_ID = ById("ApplicationsById", "getApplication", "a", "OpportunityApplication",
+                          APPLICATION_FIELDS)
+
+
+def by_id_query(kind: ById, count: int) -> str:
+    """The query text reading `count` records of `kind` by id (variables i0, i1, ...)."""
     params = ", ".join(f"$i{n}: ID!" for n in range(count))
-    fields = " ".join(f"p{n}: person(id: $i{n}) {{ ...P }}" for n in range(count))
-    return (f"query PeopleById({params}) {{ {fields} }}\n"
-            f"fragment P on Person {{ {PERSON_FIELDS} }}")
-
+    fragment = kind.alias.upper()
+    fields = " ".join(f"{kind.alias}{n}: {kind.field}(id: $i{n}) {{ ...{fragment} }}"
+                      for n in range(count))
+    return (f"query {kind.operation}({params}) {{ {fields} }}\n"
+            f"fragment {fragment} on {kind.type_name} {{ {kind.fields} }}")
 
 
 @dataclass(frozen=True)
@@ -239,12 +259,17 @@ class GisClient:
     def people_by_id(self, person_ids: list[str]) -> list[dict[str, Any]]:
         """The people GIS knows among `person_ids` (at most PEOPLE_BY_ID_PAGE), in one
         call; unknown ids are left out."""
-        ids = [str(i) for i in person_ids[:PEOPLE_BY_ID_PAGE]]
+        return [p for p in self.by_id(PEOPLE_BY_ID, person_ids) if p]
+
+    def by_id(self, kind: ById, ids: list[str]) -> list[dict[str, Any] | None]:
+        """Records of `kind` read by id in one call (at most BY_ID_PAGE ids): one answer
+        per id, in order, None where GIS has no such record (the alias is null)."""
+        ids = [str(i) for i in ids[:BY_ID_PAGE]]
         if not ids:
             return []
-        found = self.query(people_by_id_query(len(ids)),
-                           {f"i{n}": pid for n, pid in enumerate(ids)})
-        return [p for p in (found.get(f"p{n}") for n in range(len(ids))) if p]
+        found = self.query(by_id_query(kind, len(ids)),
+                           {f"i{n}": record_id for n, record_id in enumerate(ids)})
+        return [found.get(f"{kind.alias}{n}") or None for n in range(len(ids))]
 
     def application(self, application_id: str) -> dict[str, Any] | None:
         return self.query(APPLICATION_QUERY, {"id": str(application_id)}).get("getApplication")

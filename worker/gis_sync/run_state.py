@@ -126,7 +126,10 @@ def open_walks(run_id: str, since: dict[str, str | None], moves_marks: bool,
 def open_names_walk(run_id: str, names: list[str], stream: str = RETRIES) -> None:
     """A walk over records read again from GIS by id: the failed records due for a
     retry, the incoming applicants (`INCOMING_PEOPLE`), or (`REDO`) the records of a
-    part whose message was lost."""
+    part whose message was lost. The names are kept grouped by kind (people first; the
+    order within a kind kept: the longest waiting first), so the walk reads each kind a
+    full page of ids per GIS call."""
+    names = sorted(names, key=lambda n: n.split(":", 1)[0] != "person")  # stable
     GIS.open_walk(run_id, stream, {"names": names, "offset": 0, "pages": 0, "newest": None,
                                    "moves_marks": False,
                                    "holds_lock": stream in (RETRIES, INCOMING_PEOPLE)})

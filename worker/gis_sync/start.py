@@ -25,7 +25,7 @@ from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RETRIES_PER_SCAN = 500  # failed records a scan retries at most (each is one GIS read)
+RETRIES_PER_SCAN = 500  # failed records a scan retries at most (read by id, 100 of a kind a call)
 
 StartWalks = Callable[[str, list[str]], None]  # (run id, streams): send their first steps
 

@@ -6,10 +6,10 @@
                    people of other LCs (GIS_SYNC_INCOMING); the LC's own people's
                    applications come through `applications`
     retries        a scan's fourth walk: the failed records due for a retry, read again
-                   from GIS one by one (`failed.py`)
+                   from GIS by id, BY_ID_PAGE of one kind a call (`failed.py`)
     incoming_people  when GIS_INCOMING_PEOPLE_REFRESH is due (start.py): the people of
                    other LCs behind the LC's open incoming applications, read again by id,
-                   PEOPLE_BY_ID_PAGE a call (an edit of theirs moves no application)
+                   BY_ID_PAGE a call (an edit of theirs moves no application)
     redo:{part}    the records of a part whose message was lost, read again the same way
                    (the run engine's recovery, `worker/runs.py`)
 
@@ -29,8 +29,10 @@ from typing import Any
 
 from worker.clients.gis import (
     APPLICATIONS,
+    APPLICATIONS_BY_ID,
+    BY_ID_PAGE,
     PEOPLE,
-    PEOPLE_BY_ID_PAGE,
+    PEOPLE_BY_ID,
     Cursor,
     GisClient,
     Listing,
@@ -98,25 +100,25 @@ def step(run_id: str, stream: str, gis: GisClient, settings: Settings, launch: L
     return run_state.end_walk(run_id, stream, newest_seen)
 
 
-RETRY_CHUNK = 25  # failed records read again from GIS (one call each) per part
+BY_KIND = {"person": PEOPLE_BY_ID, "application": APPLICATIONS_BY_ID}
 
 
 def _names_step(run_id: str, stream: str, ws: str, walk: dict[str, Any], gis: GisClient,
                 launch: Launch, deadline: float) -> int | None:
-    """Read the walk's records again from GIS by id and hand them over: the failed
-    records due for a retry (GIS may have fixed them), RETRY_CHUNK at a time, one call
-    each; the incoming applicants, PEOPLE_BY_ID_PAGE in one call. One that GIS no
-    longer has is dropped."""
+    """Read the walk's records again from GIS by id and hand them over, a part per GIS
+    call: up to BY_ID_PAGE records of one kind (`run_state.open_names_walk` keeps the
+    names grouped by kind, so n people and m applications cost ceil(n / 100) +
+    ceil(m / 100) calls). One that GIS no longer has is left out; a failed record
+    (`retries`, `redo:{part}`) is dropped from the failed list then."""
     names, offset = walk["names"], walk["offset"]
-    paged = stream == run_state.INCOMING_PEOPLE  # people only, a page of ids per call
-    size = PEOPLE_BY_ID_PAGE if paged else RETRY_CHUNK
+    forget_gone = stream != run_state.INCOMING_PEOPLE  # not failed records: none to drop
     try:
         while offset < len(names) and not GIS.stopped(run_id):
-            chunk = [n.split(":", 1) for n in names[offset:offset + size]]
-            people, applications = (gis.people_by_id([i for _, i in chunk]), []) if paged \
-                else _read_again(gis, ws, chunk)
+            kind, ids = _same_kind(names, offset)
+            found = _read_again(gis, ws if forget_gone else None, kind, ids)
+            people, applications = (found, []) if kind == "person" else ([], found)
             launch(run_id, f"{stream}:{offset}", people, applications)
-            offset += len(chunk)
+            offset += len(ids)
             run_state.save_names_offset(run_id, stream, offset)
             if offset < len(names) and time.monotonic() > deadline:
                 return None
@@ -127,17 +129,27 @@ def _names_step(run_id: str, stream: str, ws: str, walk: dict[str, Any], gis: Gi
     return run_state.end_walk(run_id, stream, None)
 
 
-def _read_again(gis: GisClient, ws: str, chunk: list[list[str]]
-                ) -> tuple[list[Record], list[Record]]:
-    people: list[Record] = []
-    applications: list[Record] = []
-    for kind, record_id in chunk:
-        found = gis.person(record_id) if kind == "person" else gis.application(record_id)
-        if found is None:
-            failed.clear(ws, kind, [record_id])  # gone from GIS: nothing left to retry
-        else:
-            (people if kind == "person" else applications).append(found)
-    return people, applications
+def _same_kind(names: list[str], offset: int) -> tuple[str, list[str]]:
+    """The kind of the name at `offset`, and the ids of the names of that kind that
+    follow it without a break (at most BY_ID_PAGE): what one GIS call reads."""
+    kind = names[offset].split(":", 1)[0]
+    ids: list[str] = []
+    for name in names[offset:offset + BY_ID_PAGE]:
+        this_kind, record_id = name.split(":", 1)
+        if this_kind != kind:
+            break
+        ids.append(record_id)
+    return kind, ids
+
+
+def _read_again(gis: GisClient, ws: str | None, kind: str, ids: list[str]) -> list[Record]:
+    """The records GIS still has among `ids` (one call); with `ws`, those it no longer
+    has leave that workspace's failed list (nothing left to retry)."""
+    answers = gis.by_id(BY_KIND[kind], ids)
+    gone = [record_id for record_id, found in zip(ids, answers, strict=True) if found is None]
+    if ws is not None and gone:
+        failed.clear(ws, kind, gone)
+    return [found for found in answers if found is not None]
 
 
 def _hand_over(run_id: str, stream: str, walk: Record, rows: list[Record], lcs: list[int],
