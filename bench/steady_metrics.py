@@ -5,7 +5,9 @@
 - `latencies`: for each change, the seconds until customer.io first accepted it, read from
   the sandbox's recorded requests (None: it never arrived);
 - `percentile`: nearest rank, a change that never arrived counting as infinitely late;
-- `footprint`: Little's law over the keys that appeared in Redis during the run.
+- `footprint`: Little's law over the keys that appeared in Redis during the run;
+- `describe`, `beyond_refresh`: a change that never arrived, as `syncfleet gis explain`
+  explains its record.
 """
 
 from __future__ import annotations
@@ -162,3 +164,34 @@ def footprint(keys: list[KeySeen], started: float, ended: float) -> Footprint:
             group.bytes + share
     ranked = dict(sorted(families.items(), key=lambda kv: -kv[1].bytes))
     return Footprint(total, growth_keys, growth_bytes, ranked)
+
+
+def describe(change: Change, found: dict[str, Any] | None) -> str:
+    """One line: why a change never arrived, from `gis explain`'s JSON of its record."""
+    head = f"{change.kind} {change.id} ({change.attribute or 'move'}): "
+    if found is None:
+        return head + "unknown to GIS and the fleet"
+    entry = found.get("failed")
+    facts = [f"accepted {found['accepted'].get('at') or 'never'}",
+             f"failed: {entry['list']} ({entry['reason']})" if entry else "not failed"]
+    if found["kind"] == "person":
+        facts.append(f"differs now: {', '.join(found.get('differs') or []) or 'nothing'}")
+        if "incoming" in found:
+            incoming = found["incoming"]
+            facts.append(f"incoming refresh: {'yes' if incoming['refreshed'] else 'no'}, "
+                         f"open applications {incoming['open_applications'] or 'none'}")
+    else:
+        pending = [e["name"] for e in found.get("pending", [])]
+        facts.append(f"step accepted {found['accepted'].get('step')}, now "
+                     f"{found.get('now')}, pending {pending}")
+    return head + "; ".join(facts)
+
+
+def beyond_refresh(change: Change, found: dict[str, Any] | None) -> bool:
+    """An incoming applicant's edit that the refresh does not read by design: none of the
+    person's applications to the LC is open (docs/gis-sync.md, Incoming applicants), and
+    nothing else held it back (not failed, still a difference to send)."""
+    if found is None or change.kind != "incoming person" or "incoming" not in found:
+        return False
+    return (not found["incoming"]["open_applications"] and not found.get("failed")
+            and change.attribute in (found.get("differs") or []))

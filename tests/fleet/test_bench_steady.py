@@ -12,7 +12,9 @@ from bench.fleet import beat_command, sandbox_command
 from bench.steady_metrics import (
     Change,
     KeySeen,
+    beyond_refresh,
     changes_of,
+    describe,
     expects_event,
     family,
     footprint,
@@ -112,3 +114,28 @@ def test_the_benchmark_runs_the_procfile_commands() -> None:
     command = sandbox_command(8123)
     assert command[command.index("--port") + 1] == "8123"
     assert command[command.index("--people") + 1] == "500"
+
+
+def incoming_explained(open_applications: dict, failed: dict | None = None) -> dict:
+    """`gis explain person --json` of an incoming applicant whose status was edited."""
+    return {"kind": "person", "accepted": {"known": True, "at": "2026-12-06T10:52:29Z"},
+            "failed": failed, "differs": ["status"],
+            "incoming": {"open_applications": open_applications,
+                         "refreshed": bool(open_applications), "refresh_every_s": 900,
+                         "last_refresh_at": None}}
+
+
+def test_an_edit_the_refresh_does_not_read_by_design_is_told_apart() -> None:
+    edit = Change("incoming person", "3003045", 0.0, "status")
+    ended = incoming_explained({})
+    assert beyond_refresh(edit, ended)
+    assert describe(edit, ended) == (
+        "incoming person 3003045 (status): accepted 2026-12-06T10:52:29Z; not failed; "
+        "differs now: status; incoming refresh: no, open applications none")
+    # Not by design: the person is refreshed, failed, or the edit was sent meanwhile.
+    assert not beyond_refresh(edit, incoming_explained({"1340": ["8000001"]}))
+    assert not beyond_refresh(edit, incoming_explained(
+        {}, {"list": "failed", "reason": "customer.io answered 400", "attempts": 2}))
+    assert not beyond_refresh(Change("incoming person", "3003045", 0.0, "nps_score"), ended)
+    assert not beyond_refresh(Change("person", "3003045", 0.0, "status"), ended)
+    assert not beyond_refresh(edit, None)
