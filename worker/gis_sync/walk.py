@@ -69,6 +69,12 @@ def step(run_id: str, stream: str, gis: GisClient, settings: Settings, launch: L
     walk = GIS.walk(run_id, stream)
     if walk is None and GIS.summary(run_id) is not None:
         return 0  # a late copy of a walk of an ended run (it keeps no checkpoint)
+    if walk is None and GIS.get(run_id) is None:
+        # A run this Redis does not know (forgotten, expired, or lost with a Redis that
+        # was restored or flushed): waiting would spin for ever. Were its start
+        # redelivered, the start would open the walk and send it again.
+        log.warning("gis walk run=%s stream=%s: no such run, message dropped", run_id, stream)
+        return 0
     if walk is None or not GIS.is_walking(run_id, stream):
         return None if walk is None else run_state.end_walk(run_id, stream, None)
     run = GIS.get(run_id) or {}
