@@ -8,7 +8,7 @@ with a message naming the variable and where to get it.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+import threading
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -288,14 +288,42 @@ class SettingsError(RuntimeError):
     """The configuration is malformed; the message names each bad variable."""
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
+def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
         raise SettingsError(describe(exc)) from None
     except SecretFileError as exc:
         raise SettingsError(f"Invalid configuration: {exc}") from None
+
+
+class _Cached:
+    """`load_settings`, read once. Unlike `lru_cache`, a read that began before
+    `cache_clear` is never kept: a thread (a worker's heartbeat) reading the old
+    environment while it changes cannot put the old settings back after the clear."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: Settings | None = None
+        self._generation = 0
+
+    def __call__(self) -> Settings:
+        value, generation = self._value, self._generation
+        if value is not None:
+            return value
+        value = load_settings()
+        with self._lock:
+            if generation == self._generation:
+                self._value = value
+        return value
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._value = None
+
+
+get_settings = _Cached()
 
 
 def describe(exc: ValidationError) -> str:

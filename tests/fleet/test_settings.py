@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -101,3 +102,31 @@ def test_worker_refuses_bad_configuration_without_leaking_secrets(tmp_path):
     assert result.returncode != 0
     assert "GIS_SCAN_INTERVAL" in output and "VOUCHERIFY_MAX_RPM" in output
     assert SECRET not in output
+
+
+def test_a_read_that_began_before_a_clear_is_not_kept(monkeypatch):
+    # A worker's heartbeat thread reads the settings while a test changes them: the read
+    # that saw the old environment must not be what everyone reads after the clear.
+    from worker import settings as module
+
+    load, reading, finish = module.load_settings, threading.Event(), threading.Event()
+
+    def slow_load():
+        value = load()
+        reading.set()
+        finish.wait(10)
+        return value
+
+    monkeypatch.setenv("GIS_HOME_LC_ID", "1340")
+    get_settings.cache_clear()
+    monkeypatch.setattr(module, "load_settings", slow_load)
+    stale = threading.Thread(target=get_settings)
+    stale.start()
+    assert reading.wait(10)
+    monkeypatch.setenv("GIS_HOME_LC_ID", "2001,2101")
+    get_settings.cache_clear()
+    monkeypatch.setattr(module, "load_settings", load)
+    finish.set()
+    stale.join(10)
+    assert get_settings().gis_lcs == [2001, 2101]
+    assert get_settings() is get_settings()
