@@ -137,6 +137,7 @@ def test_a_scan_with_the_refresh_not_due_makes_no_extra_gis_call(
         for a in admin.world_applications() if a["person_id"] == gone])
     shown = explain.person(gone, get_settings())["incoming"]
     assert shown["open_applications"] == {} and shown["refreshed"] is False
+    assert shown["last_refresh_at"] is None  # no LC's refresh reads them now
     done = syncfleet("gis", "explain", "person", gone)
     assert done.returncode == 0 and "no open application to the synced LCs" in done.stdout
 

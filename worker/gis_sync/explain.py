@@ -60,10 +60,13 @@ def person(person_id: str, settings: Settings, gis: GisClient | None = None
 def incoming(person_id: str, settings: Settings) -> Record:
     """Whether the refresh of incoming applicants reads this person of another LC, and why."""
     every = settings.gis_incoming_people_refresh
-    opened = {str(scope.lc): apps for scope in state.scopes(settings)
-              if (apps := state.incoming_of(scope, person_id))}
-    last = [at for scope in state.scopes(settings)
-            if (at := state.incoming_refreshed_at(scope)) is not None]
+    opened: dict[str, list[str]] = {}
+    last: list[float] = []  # the refreshes that read this person: their LCs' only
+    for scope in state.scopes(settings):
+        if apps := state.incoming_of(scope, person_id):
+            opened[str(scope.lc)] = apps
+            if (at := state.incoming_refreshed_at(scope)) is not None:
+                last.append(at)
     return {"open_applications": opened, "refreshed": bool(opened) and every > 0,
             "refresh_every_s": every, "last_refresh_at": iso(max(last)) if last else None}
 
