@@ -64,8 +64,9 @@ def fleet(redis_url: str, tmp_path: Path, db: int, **settings: str) -> Iterator[
             proc.stop()
 
 
-def drive(stack: dict) -> dict[str, str]:
-    """A little work through each process; returns what the test sent."""
+def drive(stack: dict, info: bool) -> dict[str, str]:
+    """A little work through each process (`info`: they log at INFO); returns what the
+    test sent."""
     procs, alive = stack["procs"], list(stack["procs"].values())
     client = Celery(broker=stack["url"], backend=stack["url"])
     run_id = f"{RUN_ID} {uuid.uuid4()}"  # a run never seen: its summary is logged
@@ -77,6 +78,9 @@ def drive(stack: dict) -> dict[str, str]:
         finish = client.send_task("gis.part_done", args=[[], run_id, "p"], queue="gis",
                                   ignore_result=False)
         assert finish.get(timeout=60)["run_id"] == run_id
+        if info:  # the pool child logs its success after storing the result
+            wait_for(lambda: f"Task gis.part_done[{finish.id}] succeeded"
+                     in procs["worker"].log(), "the worker's success line", 60, alive=alive)
         wait_for(lambda: "unregistered task" in procs["worker"].log(),
                  "the worker's unregistered-task error", 60, alive=alive)
         wait_for(lambda: "MissingSetting" in procs["worker"].log(),
@@ -104,7 +108,7 @@ def ask_flower(base: str, alive: list[Process]) -> None:
 def run(redis_url: str, tmp_path: Path, db: int, fmt: str, level: str
         ) -> tuple[dict[str, Records], dict[str, str], dict[str, str]]:
     with fleet(redis_url, tmp_path, db, LOG_FORMAT=fmt, LOG_LEVEL=level) as stack:
-        sent = drive(stack)
+        sent = drive(stack, info=level == "INFO")
     outputs = {name: proc.log() for name, proc in stack["procs"].items()}
     for name, text in outputs.items():
         assert GIS_TOKEN not in text and VOUCHERIFY_KEY not in text, name
