@@ -88,7 +88,8 @@ def migrate(redis_url: str, url: str, profiles: int, env: dict[str, str],
     admin = SandboxAdmin(url)
     admin.clear_requests()
     vurl = vurl or url
-    SandboxAdmin(vurl).clear_requests()
+    vadmin = SandboxAdmin(vurl)
+    vadmin.clear_requests()
     requests.get(f"{vurl}/admin/voucherify/customers", timeout=60)
     full_env = {**os.environ, **env_for(url), "REDIS_URL": redis_url, **env,
                 "VOUCHERIFY_API_URL": f"{vurl}/voucherify"}
@@ -109,10 +110,10 @@ def migrate(redis_url: str, url: str, profiles: int, env: dict[str, str],
             proc.terminate()
         for proc in procs:
             proc.wait(30)
-    stats, vstats = admin.stats(), SandboxAdmin(vurl).stats()
+    stats, vstats = admin.stats(), vadmin.stats()
     seg_times = [q["ts"] for q in admin.requests(api="segment")]
     seg_span = max(seg_times) - min(seg_times)
-    customers = SandboxAdmin(vurl).voucherify_customers()["customers"]
+    customers = vadmin.voucherify_customers()["customers"]
     return {
         "profiles": summary["profiles_seen"], "duration_s": summary["duration_s"],
         "profiles_per_s": summary["profiles_seen"] / summary["duration_s"],

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 
 FREEZE_EVERY = 2.0  # seconds
 
@@ -30,9 +31,8 @@ def keep_collections_short(every: float = FREEZE_EVERY) -> threading.Thread:
         while True:
             gc.collect(1)  # the young generations only: milliseconds
             gc.freeze()
-            stop.wait(every)
+            time.sleep(every)
 
-    stop = threading.Event()
     thread = threading.Thread(target=loop, name="sandbox-gc-freeze", daemon=True)
     thread.start()
     return thread
